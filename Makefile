@@ -1,0 +1,58 @@
+# stateful-conformance: `make e2e` runs the suite on a kind cluster it creates
+# (and deletes); `make test` runs the project's own checks and unit tests.
+# Settings (environment or make variables):
+#   IMAGES=auto|source|upstream   where images come from (default auto)
+#   KIND_CONFIG=kind-config.yaml  the kind cluster config
+#   CLUSTER_NAME=stateful-conformance
+#   KEEP_CLUSTER=true             keep the cluster `make e2e` created
+#   SC_CACHE_DIR=...              build cache (default ~/.cache/stateful-conformance)
+
+GO ?= go
+IMAGES ?= auto
+KIND_CONFIG ?= kind-config.yaml
+CLUSTER_NAME ?= stateful-conformance
+KEEP_CLUSTER ?= false
+E2E_FLAGS ?=
+export IMAGES KIND_CONFIG CLUSTER_NAME KEEP_CLUSTER
+
+TOOL := $(GO) run ./cmd/stateful-conformance
+
+.PHONY: help test lint unit e2e node-image cluster cluster-down kubeconfig probe-image clean-cache
+
+help:
+	@sed -n 's/^# \{0,1\}//p' Makefile | sed -n '1,9p'
+	@echo "targets: test lint unit e2e node-image cluster cluster-down kubeconfig probe-image"
+
+## test: formatting, vet and unit tests (no cluster needed).
+test: lint unit
+
+lint:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 ./pkg/... ./cmd/... ./images/...
+
+## e2e: the suite against a kind cluster (created, then deleted unless KEEP_CLUSTER=true).
+# The kind-config path is relative to the checkout; go test runs in tests/.
+e2e:
+	$(GO) test -count=1 -v -timeout 60m ./tests -args --kind-config=$(abspath $(KIND_CONFIG)) $(E2E_FLAGS)
+
+node-image:
+	$(TOOL) node-image
+
+probe-image:
+	$(TOOL) image probe
+
+cluster:
+	$(TOOL) cluster up
+
+cluster-down:
+	$(TOOL) cluster down
+
+kubeconfig:
+	@$(TOOL) cluster kubeconfig
+
+clean-cache:
+	rm -rf "$${SC_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/stateful-conformance}"

@@ -1,0 +1,150 @@
+// Package tests is the end-to-end suite: e2e-framework features run against
+// a real cluster. With no --kubeconfig it creates the kind cluster from
+// kind-config.yaml (building images from source when no registry answers)
+// and deletes it afterwards unless --keep-cluster is set.
+//
+//	go test ./tests -args --images=source --keep-cluster
+//	go test ./tests -args --kubeconfig=$HOME/.kube/config --cluster-name=mine
+package tests
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/e2e-framework/pkg/env"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+
+	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
+	"github.com/stateful-conformance/stateful-conformance/pkg/cluster"
+	"github.com/stateful-conformance/stateful-conformance/pkg/localimage"
+)
+
+// repoRoot is the checkout; go test runs in tests/.
+const repoRoot = ".."
+
+var (
+	testenv env.Environment
+
+	images      = flag.String("images", envOr("IMAGES", string(cluster.Auto)), "where images come from: auto, source or upstream [IMAGES]")
+	kindConfig  = flag.String("kind-config", envOr("KIND_CONFIG", filepath.Join(repoRoot, "kind-config.yaml")), "kind cluster config [KIND_CONFIG]")
+	clusterName = flag.String("cluster-name", envOr("CLUSTER_NAME", cluster.DefaultName), "kind cluster name [CLUSTER_NAME]")
+	keepCluster = flag.Bool("keep-cluster", envBool("KEEP_CLUSTER"), "keep the kind cluster the suite created [KEEP_CLUSTER]")
+	probeRef    = flag.String("probe-image", os.Getenv("PROBE_IMAGE"), "probe image the cluster can pull, for a --kubeconfig cluster that is not kind [PROBE_IMAGE]")
+)
+
+// suite is what the setup learned, for the features.
+var suite struct {
+	// kindCluster names the kind cluster under test, "" when the cluster is
+	// not one (node-level checks are then skipped, and say so).
+	kindCluster string
+	// source is true when every image came from source (no pull may happen).
+	source bool
+	probe  string
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(name string) bool {
+	b, _ := strconv.ParseBool(os.Getenv(name))
+	return b
+}
+
+func TestMain(m *testing.M) {
+	var err error
+	testenv, err = env.NewFromFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(2)
+	}
+	cache, err := buildcache.Default()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(2)
+	}
+	if testenv.EnvConf().KubeconfigFile() == "" {
+		testenv.Setup(createCluster(cache))
+		if !*keepCluster {
+			testenv.Finish(func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+				return ctx, cluster.Down(ctx, cache, *clusterName, os.Stderr)
+			})
+		}
+	} else {
+		testenv.Setup(useCluster)
+	}
+	testenv.Setup(loadProbe(cache))
+	os.Exit(testenv.Run(m))
+}
+
+func fail(err error) error {
+	// e2e-framework logs setup errors at klog level; say it plainly too.
+	fmt.Fprintln(os.Stderr, "error:", err)
+	return err
+}
+
+func createCluster(cache *buildcache.Cache) func(context.Context, *envconf.Config) (context.Context, error) {
+	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+		c, err := cluster.Up(ctx, cluster.Options{
+			Name: *clusterName, ConfigPath: *kindConfig, Images: *images,
+			RepoRoot: repoRoot, Cache: cache, Log: os.Stderr,
+		})
+		if err != nil {
+			return ctx, fail(err)
+		}
+		cfg.WithKubeconfigFile(c.Kubeconfig)
+		suite.kindCluster = c.Name
+		suite.source = c.Source == cluster.Source
+		return ctx, nil
+	}
+}
+
+// useCluster learns whether a --kubeconfig cluster is the kind cluster
+// --cluster-name (kind names its contexts kind-<name>).
+func useCluster(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+	raw, err := clientcmd.LoadFromFile(cfg.KubeconfigFile())
+	if err != nil {
+		return ctx, fail(fmt.Errorf("--kubeconfig %s: %w", cfg.KubeconfigFile(), err))
+	}
+	if raw.CurrentContext == "kind-"+*clusterName {
+		if nodes, err := cluster.Nodes(*clusterName); err == nil && len(nodes) > 0 {
+			suite.kindCluster = *clusterName
+			image, _ := localImageOfNode(ctx, nodes[0])
+			suite.source = strings.HasPrefix(image, "stateful-conformance/node:")
+		}
+	}
+	return ctx, nil
+}
+
+// loadProbe builds the probe image and loads it into the kind cluster, or
+// uses --probe-image on another cluster.
+func loadProbe(cache *buildcache.Cache) func(context.Context, *envconf.Config) (context.Context, error) {
+	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+		if suite.kindCluster == "" {
+			if *probeRef == "" {
+				return ctx, fail(fmt.Errorf("the cluster of --kubeconfig is not the kind cluster %q, so the probe image cannot be loaded into it: push `go run ./cmd/stateful-conformance image probe` to a registry it pulls from and pass --probe-image (or --cluster-name for another kind cluster)", *clusterName))
+			}
+			suite.probe = *probeRef
+			return ctx, nil
+		}
+		img, err := localimage.Build(ctx, repoRoot, cache, "probe", os.Stderr)
+		if err != nil {
+			return ctx, fail(err)
+		}
+		if err := localimage.LoadIntoKind(suite.kindCluster, img); err != nil {
+			return ctx, fail(err)
+		}
+		suite.probe = img.Ref
+		return ctx, nil
+	}
+}
