@@ -17,7 +17,7 @@ export IMAGES KIND_CONFIG CLUSTER_NAME KEEP_CLUSTER
 
 TOOL := $(GO) run ./cmd/stateful-conformance
 
-.PHONY: help test lint unit e2e node-image cluster cluster-down kubeconfig probe-image clean-cache
+.PHONY: help test lint unit e2e deps node-image cluster cluster-down kubeconfig probe-image clean-cache
 
 help:
 	@sed -n 's/^# \{0,1\}//p' Makefile | sed -n '1,9p'
@@ -36,16 +36,31 @@ unit:
 
 ## e2e: the suite against a kind cluster (created, then deleted unless KEEP_CLUSTER=true).
 # The kind-config path is relative to the checkout; go test runs in tests/.
-e2e:
+e2e: deps
 	$(GO) test -count=1 -v -timeout 60m ./tests -args --kind-config=$(abspath $(KIND_CONFIG)) $(E2E_FLAGS)
 
-node-image:
+## deps: what building from source needs beside Go and Docker (Debian packages).
+deps:
+	@missing=""; \
+	  command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	  command -v cc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      echo "installing$$missing"; \
+	      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else \
+	      echo "missing:$$missing (needed to build images from source): install them, or use IMAGES=upstream" >&2; \
+	      [ "$(IMAGES)" = upstream ]; \
+	    fi; \
+	  fi
+
+node-image: deps
 	$(TOOL) node-image
 
 probe-image:
 	$(TOOL) image probe
 
-cluster:
+cluster: deps
 	$(TOOL) cluster up
 
 cluster-down:

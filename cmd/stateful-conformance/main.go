@@ -75,6 +75,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		cmd, args = "cluster "+args[0], args[1:]
 	}
+	switch cmd {
+	case "node-image", "image", "cluster up", "cluster down", "cluster kubeconfig":
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	name := fs.String("name", envOr("CLUSTER_NAME", cluster.DefaultName), "")
@@ -121,8 +126,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cluster.Down(ctx, cache, *name, stderr)
 	case "cluster kubeconfig":
 		fmt.Fprintln(stdout, cluster.DefaultKubeconfig(cache, *name))
-	default:
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	return nil
 }

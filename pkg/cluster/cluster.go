@@ -150,6 +150,13 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err := docker.Check(ctx); err != nil {
 		return nil, err
 	}
+	root, err := docker.RootDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := preflight.Disk("a kind cluster", 4, root); err != nil {
+		return nil, err
+	}
 	source, why := Resolve(ctx, source)
 	fmt.Fprintf(o.Log, "• images: %s (%s)\n", source, why)
 
@@ -177,13 +184,6 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		if cfg.Nodes[0].Image != "" {
 			image = cfg.Nodes[0].Image
 		}
-	}
-	root, err := docker.RootDir(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := preflight.Disk("a kind cluster", 4, root); err != nil {
-		return nil, err
 	}
 
 	provider := kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindcmd.NewLogger()))
