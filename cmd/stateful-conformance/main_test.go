@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/stateful-conformance/stateful-conformance/pkg/cluster"
 )
 
 const testdata = "../../tests/testdata/"
@@ -17,6 +20,13 @@ const testdata = "../../tests/testdata/"
 // dockerAnswers reports whether a Docker engine is reachable here.
 func dockerAnswers() bool {
 	return exec.Command("docker", "version", "--format", "{{.Server.Version}}").Run() == nil
+}
+
+func registryReachable() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := net.DefaultResolver.LookupHost(ctx, cluster.UpstreamRegistry)
+	return err == nil
 }
 
 // Bad input fails in seconds with one line naming the problem and the fix,
@@ -27,7 +37,9 @@ func TestBadInput(t *testing.T) {
 		args   []string
 		env    map[string]string
 		docker bool // the check needs a running engine to get that far
-		want   []string
+		// offline: the case is only wrong where the upstream registry cannot be reached
+		offline bool
+		want    []string
 	}{
 		{name: "unknown IMAGES", args: []string{"cluster", "up"}, env: map[string]string{"IMAGES": "floppy"},
 			want: []string{`unknown IMAGES value "floppy"`, "auto", "source", "upstream"}},
@@ -50,6 +62,9 @@ func TestBadInput(t *testing.T) {
 		{name: "multi-node with images from source", args: []string{"cluster", "up", "-kind-config", testdata + "kind-config-multinode.yaml"},
 			env: map[string]string{"IMAGES": "source"}, docker: true,
 			want: []string{"has 2 nodes", "single node", "IMAGES=upstream"}},
+		{name: "upstream images with no registry", args: []string{"cluster", "up", "-kind-config", "../../kind-config.yaml"},
+			env: map[string]string{"IMAGES": "upstream"}, docker: true, offline: true,
+			want: []string{"IMAGES=upstream but registry-1.docker.io does not", "IMAGES=source"}},
 		{name: "too little disk", args: []string{"cluster", "up", "-kind-config", "../../kind-config.yaml"},
 			env: map[string]string{"IMAGES": "source", "SC_MIN_FREE_GIB": "1000000"}, docker: true,
 			want: []string{"not enough disk", "needs 1000000 GiB", "free some space"}},
@@ -61,6 +76,9 @@ func TestBadInput(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if c.docker && !dockerAnswers() {
 				t.Skip("needs a running Docker engine to reach this check")
+			}
+			if c.offline && registryReachable() {
+				t.Skip("the upstream registry is reachable here, so upstream images are not bad input")
 			}
 			name := "sc-badinput-" + strings.ReplaceAll(strings.ToLower(c.name), " ", "-")
 			t.Setenv("CLUSTER_NAME", name)

@@ -58,26 +58,43 @@ const UpstreamRegistry = "registry-1.docker.io"
 
 // Resolve turns Auto into Source or Upstream and says why. Auto prefers an
 // upstream node image already present locally, then asks whether the
-// registry resolves and accepts a connection within a few seconds.
-func Resolve(ctx context.Context, s ImageSource) (ImageSource, string) {
-	if s != Auto {
-		return s, fmt.Sprintf("IMAGES=%s", s)
+// registry resolves and accepts a connection within a few seconds. Upstream
+// chosen explicitly fails fast when the image is neither present nor
+// reachable, instead of in kind's pull minutes later.
+func Resolve(ctx context.Context, s ImageSource) (ImageSource, string, error) {
+	if s == Source {
+		return Source, "IMAGES=source", nil
 	}
 	if docker.ImageExists(ctx, defaults.Image) {
-		return Upstream, "IMAGES=auto and the upstream node image is present locally"
+		return Upstream, fmt.Sprintf("IMAGES=%s and the upstream node image is present locally", s), nil
 	}
+	unreachable := registryUnreachable(ctx)
+	switch {
+	case s == Upstream && unreachable != nil:
+		return "", "", fmt.Errorf("IMAGES=upstream but %s: use IMAGES=source (or auto) to build the images here", unreachable)
+	case s == Upstream:
+		return Upstream, fmt.Sprintf("IMAGES=upstream and %s answers", UpstreamRegistry), nil
+	case unreachable != nil:
+		return Source, fmt.Sprintf("IMAGES=auto and %s", unreachable), nil
+	}
+	return Upstream, fmt.Sprintf("IMAGES=auto and %s answers", UpstreamRegistry), nil
+}
+
+// registryUnreachable returns nil when the upstream registry resolves and
+// accepts a TCP connection within 3 s, else why not.
+func registryUnreachable(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	addrs, err := net.DefaultResolver.LookupHost(ctx, UpstreamRegistry)
 	if err != nil {
-		return Source, fmt.Sprintf("IMAGES=auto and %s does not resolve (%v)", UpstreamRegistry, err)
+		return fmt.Errorf("%s does not resolve (%v)", UpstreamRegistry, err)
 	}
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(addrs[0], "443"))
 	if err != nil {
-		return Source, fmt.Sprintf("IMAGES=auto and %s does not answer (%v)", UpstreamRegistry, err)
+		return fmt.Errorf("%s does not answer (%v)", UpstreamRegistry, err)
 	}
 	conn.Close()
-	return Upstream, fmt.Sprintf("IMAGES=auto and %s answers", UpstreamRegistry)
+	return nil
 }
 
 // Options configure Up.
@@ -157,7 +174,10 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err := preflight.Disk("a kind cluster", 4, root); err != nil {
 		return nil, err
 	}
-	source, why := Resolve(ctx, source)
+	source, why, err := Resolve(ctx, source)
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(o.Log, "• images: %s (%s)\n", source, why)
 
 	var image string

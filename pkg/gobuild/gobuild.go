@@ -116,7 +116,10 @@ func Build(ctx context.Context, cache *buildcache.Cache, spec Spec, log io.Write
 		var stderr bytes.Buffer
 		cmd.Stdout = log
 		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
+		stop := heartbeat(log, spec.Name, start)
+		err := cmd.Run()
+		stop()
+		if err != nil {
 			return fmt.Errorf("go %s: %w\n%s", cmd.Args[1], err, tail(stderr.String(), 40))
 		}
 		return nil
@@ -129,6 +132,24 @@ func Build(ctx context.Context, cache *buildcache.Cache, spec Spec, log io.Write
 		return "", err
 	}
 	return dir, nil
+}
+
+// heartbeat says every minute that a long build is still going, until stop.
+func heartbeat(log io.Writer, name string, start time.Time) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintf(log, "  still building %s (%s)\n", name, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func names(pkgs []string) []string {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
@@ -192,22 +193,40 @@ func Build(ctx context.Context, o Options) (string, error) {
 	start := time.Now()
 	fmt.Fprintf(o.Log, "• building node image %s (Kubernetes %s, kind %s) from source\n", p.tag, p.versions.Kubernetes, p.versions.Kind)
 
+	// debootstrap waits mostly on the mirror and dpkg while the compiler
+	// keeps both cores busy: run it alongside the Go builds.
+	type result struct {
+		tag string
+		err error
+	}
+	rootfsDone := make(chan result, 1)
+	rootfsCtx, cancelRootfs := context.WithCancel(ctx)
+	defer cancelRootfs()
+	go func() {
+		tag, err := p.rootfsImage(rootfsCtx)
+		rootfsDone <- result{tag, err}
+	}()
 	bins := map[string]string{}
 	for _, s := range []gobuild.Spec{p.kubernetes, p.etcd, p.coredns, p.cni} {
 		dir, err := gobuild.Build(ctx, o.Cache, s, o.Log)
 		if err != nil {
+			cancelRootfs()
+			<-rootfsDone
 			return "", err
 		}
 		bins[s.Name] = dir
 	}
 	pause, err := p.buildPause(ctx)
 	if err != nil {
+		cancelRootfs()
+		<-rootfsDone
 		return "", err
 	}
-	rootfs, err := p.rootfsImage(ctx)
-	if err != nil {
-		return "", err
+	r := <-rootfsDone
+	if r.err != nil {
+		return "", r.err
 	}
+	rootfs := r.tag
 	components, err := p.componentsArchive(ctx, bins, pause, rootfs)
 	if err != nil {
 		return "", err
@@ -314,7 +333,7 @@ func (p *plan) rootfsImage(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(dir)
+	defer removeRootfs(dir)
 	var logBuf bytes.Buffer
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(pkgs, ","), debianSuite, dir, p.o.DebianMirror)
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
@@ -464,6 +483,25 @@ func (p *plan) pruneImages(ctx context.Context) {
 	}
 	_ = p.o.Cache.Prune("components", p.componentsKey)
 	_ = p.o.Cache.Prune("bin/pause", p.pauseKey)
+}
+
+// removeRootfs deletes a debootstrap target, first detaching what an
+// interrupted debootstrap left mounted in it (/proc, /sys), so that removal
+// never reaches into the host's pseudo file systems.
+func removeRootfs(dir string) {
+	if data, err := os.ReadFile("/proc/self/mounts"); err == nil {
+		var mounts []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+				mounts = append(mounts, f[1])
+			}
+		}
+		sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+		for _, m := range mounts {
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+	}
+	os.RemoveAll(dir)
 }
 
 func readList(file string) ([]string, error) {
