@@ -3,8 +3,10 @@ package tests
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +103,25 @@ func TestCluster(t *testing.T) {
 			log, err := docker.Run(ctx, "exec", kindNode(t), "journalctl", "-u", "containerd", "--no-pager", "-o", "cat")
 			check(t, err)
 			check(t, clustercheck.NoPulls(log))
+			return ctx
+		}).
+		Assess("the checks above fail on this cluster's wrong answers", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			// Each check, pointed at something wrong on the live cluster, must
+			// report it: none of them passes whatever it is given.
+			ex := podExec(cfg)
+			web0, web1 := podIP(ctx, t, cfg, ns, "web-0"), podIP(ctx, t, cfg, ns, "web-1")
+			mustFail := map[string]error{
+				"a pod name that does not exist resolves":     clustercheck.Resolves(ctx, ex, ns, "client", fmt.Sprintf("web-9.web.%s.svc", ns), web0),
+				"web-0's name resolves to web-1's address":    clustercheck.Resolves(ctx, ex, ns, "client", fmt.Sprintf("web-0.web.%s.svc", ns), web1),
+				"web-0 answers as web-1":                      clustercheck.Serves(ctx, ex, ns, "client", fmt.Sprintf("http://%s/", net.JoinHostPort(web0, "8080")), "web-1"),
+				"a served port counts as rejected":            clustercheck.ConnectRefused(ctx, ex, ns, "client", net.JoinHostPort(web0, "8080")),
+				"the node's rules without their final REJECT": egressWithoutReject(ctx, t),
+			}
+			for what, err := range mustFail {
+				if err == nil {
+					t.Errorf("check passed although %s", what)
+				}
+			}
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -247,4 +268,22 @@ func kindNode(t *testing.T) string {
 // localImageOfNode is the image a kind node container runs.
 func localImageOfNode(ctx context.Context, node string) (string, error) {
 	return docker.Run(ctx, "inspect", "--format", "{{.Config.Image}}", node)
+}
+
+// egressWithoutReject checks the node's live rules with the egress chain's
+// final REJECT taken out (in the copy, not on the node).
+func egressWithoutReject(ctx context.Context, t *testing.T) error {
+	t.Helper()
+	if suite.kindCluster == "" {
+		return errors.New("not a kind cluster: nothing to read")
+	}
+	rules, err := docker.Run(ctx, "exec", kindNode(t), "iptables-save", "-t", "filter")
+	check(t, err)
+	var kept []string
+	for _, line := range strings.Split(rules, "\n") {
+		if !strings.HasPrefix(line, "-A "+clustercheck.EgressChain+" -j REJECT") {
+			kept = append(kept, line)
+		}
+	}
+	return clustercheck.EgressGuarded(strings.Join(kept, "\n"), "10.96.0.0/12")
 }

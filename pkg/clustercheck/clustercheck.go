@@ -114,10 +114,13 @@ const EgressChain = "SC-EGRESS"
 
 // EgressGuarded checks iptables-save output of a node: the egress chain is
 // hooked into OUTPUT and FORWARD, returns only for allowed destinations
-// (never for the service CIDR or everything) and ends in REJECT.
+// (never for the service CIDR or everything) and ends in REJECT; and pods may
+// not reach the node's loopback, where Docker's DNS would forward their
+// lookups of outside names off the machine.
 func EgressGuarded(iptablesSave, serviceSubnet string) error {
 	var chain []string
 	hooked := map[string]bool{}
+	loopbackGuarded := false
 	for _, line := range strings.Split(iptablesSave, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 || f[0] != "-A" {
@@ -129,8 +132,14 @@ func EgressGuarded(iptablesSave, serviceSubnet string) error {
 		if f[1] == EgressChain {
 			chain = append(chain, strings.Join(f[2:], " "))
 		}
+		if f[1] == "INPUT" && strings.Contains(line, " -d 127.0.0.0/8 -j REJECT") && strings.Contains(line, " -s ") {
+			loopbackGuarded = true
+		}
 	}
 	var problems []string
+	if !loopbackGuarded {
+		problems = append(problems, "INPUT does not reject pods' traffic to the node's loopback (Docker's DNS)")
+	}
 	for _, hook := range []string{"OUTPUT", "FORWARD"} {
 		if !hooked[hook] {
 			problems = append(problems, fmt.Sprintf("%s does not jump to %s", hook, EgressChain))

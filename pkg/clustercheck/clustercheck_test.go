@@ -126,11 +126,12 @@ COMMIT
 func TestEgressGuarded(t *testing.T) {
 	require.NoError(t, EgressGuarded(guarded, "10.96.0.0/12"))
 	broken := map[string]string{
-		"no chain":             "*filter\n-A OUTPUT -j ACCEPT\nCOMMIT\n",
-		"not hooked in OUTPUT": strings.Replace(guarded, "-A OUTPUT -j SC-EGRESS\n", "", 1),
-		"no final REJECT":      strings.Replace(guarded, "-A SC-EGRESS -j REJECT --reject-with icmp-port-unreachable\n", "", 1),
-		"service CIDR allowed": strings.Replace(guarded, "-A SC-EGRESS -d 10.244.0.0/16 -j RETURN\n", "-A SC-EGRESS -d 10.96.0.0/12 -j RETURN\n", 1),
-		"everything allowed":   strings.Replace(guarded, "-A SC-EGRESS -d 127.0.0.0/8 -j RETURN\n", "-A SC-EGRESS -j RETURN\n", 1),
+		"no chain":                "*filter\n-A OUTPUT -j ACCEPT\nCOMMIT\n",
+		"not hooked in OUTPUT":    strings.Replace(guarded, "-A OUTPUT -j SC-EGRESS\n", "", 1),
+		"no final REJECT":         strings.Replace(guarded, "-A SC-EGRESS -j REJECT --reject-with icmp-port-unreachable\n", "", 1),
+		"service CIDR allowed":    strings.Replace(guarded, "-A SC-EGRESS -d 10.244.0.0/16 -j RETURN\n", "-A SC-EGRESS -d 10.96.0.0/12 -j RETURN\n", 1),
+		"everything allowed":      strings.Replace(guarded, "-A SC-EGRESS -d 127.0.0.0/8 -j RETURN\n", "-A SC-EGRESS -j RETURN\n", 1),
+		"pods reach Docker's DNS": strings.Replace(guarded, "-A INPUT -s 10.244.0.0/16 -d 127.0.0.0/8 -j REJECT --reject-with icmp-port-unreachable\n", "", 1),
 	}
 	for name, rules := range broken {
 		assert.Error(t, EgressGuarded(rules, "10.96.0.0/12"), name)
