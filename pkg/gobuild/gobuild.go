@@ -94,7 +94,7 @@ func Build(ctx context.Context, cache *buildcache.Cache, spec Spec, log io.Write
 		return cache.Path("bin/"+spec.Name, key), nil
 	}
 	start := time.Now()
-	fmt.Fprintf(log, "• building %s (%s) ...\n", spec.Name, strings.Join(names(spec.Packages), ", "))
+	fmt.Fprintf(log, "• building %s ...\n", spec.Name)
 	dir, err := cache.Ensure("bin/"+spec.Name, key, func(out string) error {
 		var cmd *exec.Cmd
 		if spec.Install != "" {
@@ -127,7 +127,7 @@ func Build(ctx context.Context, cache *buildcache.Cache, spec Spec, log io.Write
 	if err != nil {
 		return "", fmt.Errorf("building %s: %w", spec.Name, err)
 	}
-	fmt.Fprintf(log, "  built %s in %s\n", spec.Name, time.Since(start).Round(time.Second))
+	fmt.Fprintf(log, "  built %s (%s) in %s\n", spec.Name, strings.Join(binaries(dir), ", "), time.Since(start).Round(time.Second))
 	if err := cache.Prune("bin/"+spec.Name, key); err != nil {
 		return "", err
 	}
@@ -152,10 +152,12 @@ func heartbeat(log io.Writer, name string, start time.Time) (stop func()) {
 	return func() { close(done) }
 }
 
-func names(pkgs []string) []string {
+// binaries lists the files of a build output directory.
+func binaries(dir string) []string {
+	entries, _ := os.ReadDir(dir)
 	var out []string
-	for _, p := range pkgs {
-		out = append(out, filepath.Base(p))
+	for _, e := range entries {
+		out = append(out, e.Name())
 	}
 	return out
 }

@@ -248,29 +248,18 @@ func kubernetesLDFlags(version string) string {
 	// Without these the binaries report v0.0.0-master and kubeadm's version
 	// checks fail.
 	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
-		for k, val := range map[string]string{
-			"gitVersion":   version,
-			"gitMajor":     "1",
-			"gitMinor":     minor(version),
-			"gitCommit":    "0000000000000000000000000000000000000000",
-			"gitTreeState": "clean",
-			"buildDate":    "1970-01-01T00:00:00Z",
+		for _, kv := range [][2]string{
+			{"gitVersion", version},
+			{"gitMajor", "1"},
+			{"gitMinor", minor(version)},
+			{"gitCommit", "0000000000000000000000000000000000000000"},
+			{"gitTreeState", "clean"},
+			{"buildDate", "1970-01-01T00:00:00Z"},
 		} {
-			flags = append(flags, "-X", pkg+"."+k+"="+val)
+			flags = append(flags, "-X", pkg+"."+kv[0]+"="+kv[1])
 		}
 	}
-	// Map order varies; the key must not.
-	return strings.Join(sortedPairs(flags), " ")
-}
-
-// sortedPairs keeps "-s -w" first and sorts the "-X k=v" pairs.
-func sortedPairs(flags []string) []string {
-	head, pairs := flags[:2], []string{}
-	for i := 2; i+1 < len(flags); i += 2 {
-		pairs = append(pairs, flags[i]+" "+flags[i+1])
-	}
-	sort.Strings(pairs)
-	return append(head, pairs...)
+	return strings.Join(flags, " ")
 }
 
 const pauseCFlags = "-Os -static -Wall -Werror"
