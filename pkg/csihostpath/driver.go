@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	mount "k8s.io/mount-utils"
 )
 
 // DriverName is the plugin's CSI driver name (upstream's hostpath driver is
@@ -60,8 +59,7 @@ type Driver struct {
 	csi.UnimplementedControllerServer
 	csi.UnimplementedNodeServer
 
-	cfg     Config
-	mounter mount.Interface
+	cfg Config
 	// mu serialises every call: the plugin is small and calls are rare, and
 	// state.json must describe one consistent moment.
 	mu    sync.Mutex
@@ -91,7 +89,7 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("csihostpath: reading state: %w", err)
 	}
-	return &Driver{cfg: cfg, mounter: mount.New(""), state: s}, nil
+	return &Driver{cfg: cfg, state: s}, nil
 }
 
 func (d *Driver) volumePath(id string) string { return filepath.Join(d.cfg.DataDir, "volumes", id) }

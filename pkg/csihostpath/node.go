@@ -10,7 +10,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	mount "k8s.io/mount-utils"
 )
 
 func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
@@ -64,20 +63,16 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		if ro != readOnly {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %s is published at %s with read-only=%t", v.ID, target, ro)
 		}
-		if mounted, _ := d.mounter.IsMountPoint(target); mounted {
+		if isMountPoint(target) {
 			return &csi.NodePublishVolumeResponse{}, nil
 		}
 	}
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return nil, status.Errorf(codes.Internal, "creating target %s: %v", target, err)
 	}
-	options := []string{"bind"}
-	if readOnly {
-		options = append(options, "ro")
-	}
-	if mounted, _ := d.mounter.IsMountPoint(target); !mounted {
-		if err := d.mounter.Mount(d.volumePath(v.ID), target, "", options); err != nil {
-			return nil, status.Errorf(codes.Internal, "bind-mounting volume %s at %s: %v", v.ID, target, err)
+	if !isMountPoint(target) {
+		if err := bindMount(d.volumePath(v.ID), target, readOnly); err != nil {
+			return nil, status.Errorf(codes.Internal, "publishing volume %s: %v", v.ID, err)
 		}
 	}
 	if v.Published == nil {
@@ -85,7 +80,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	v.Published[target] = readOnly
 	if err := d.save(); err != nil {
-		_ = mount.CleanupMountPoint(target, d.mounter, true)
+		_ = unmountAndRemove(target)
 		delete(v.Published, target)
 		return nil, err
 	}
@@ -105,8 +100,8 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "volume %s not found", req.GetVolumeId())
 	}
-	if err := mount.CleanupMountPoint(req.GetTargetPath(), d.mounter, true); err != nil {
-		return nil, status.Errorf(codes.Internal, "unmounting %s: %v", req.GetTargetPath(), err)
+	if err := unmountAndRemove(req.GetTargetPath()); err != nil {
+		return nil, status.Errorf(codes.Internal, "unpublishing volume %s: %v", v.ID, err)
 	}
 	if _, published := v.Published[req.GetTargetPath()]; published {
 		delete(v.Published, req.GetTargetPath())
