@@ -17,7 +17,7 @@ export IMAGES KIND_CONFIG CLUSTER_NAME KEEP_CLUSTER
 
 TOOL := $(GO) run ./cmd/stateful-conformance
 
-.PHONY: help test lint unit e2e deps node-image cluster cluster-down kubeconfig probe-image clean-cache
+.PHONY: help test lint unit e2e deps node-image cluster addons cluster-down kubeconfig probe-image clean-cache
 
 help:
 	@sed -n 's/^# \{0,1\}//p' Makefile | sed -n '1,9p'
@@ -62,6 +62,10 @@ probe-image:
 
 cluster: deps
 	$(TOOL) cluster up
+
+## addons: install the lab's prerequisites (CSI hostpath storage) into the cluster.
+addons: cluster
+	$(TOOL) addons
 
 cluster-down:
 	$(TOOL) cluster down

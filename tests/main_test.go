@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/env"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 
+	"github.com/stateful-conformance/stateful-conformance/pkg/addons"
 	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
 	"github.com/stateful-conformance/stateful-conformance/pkg/cluster"
 	"github.com/stateful-conformance/stateful-conformance/pkg/localimage"
@@ -84,6 +85,7 @@ func TestMain(m *testing.M) {
 		testenv.Setup(useCluster)
 	}
 	testenv.Setup(loadProbe(cache))
+	testenv.Setup(installAddons(cache))
 	os.Exit(testenv.Run(m))
 }
 
@@ -137,7 +139,7 @@ func loadProbe(cache *buildcache.Cache) func(context.Context, *envconf.Config) (
 			suite.probe = *probeRef
 			return ctx, nil
 		}
-		img, err := localimage.Build(ctx, repoRoot, cache, "probe", os.Stderr)
+		img, err := localimage.Build(ctx, repoRoot, cache, localimage.Program{Name: "probe"}, os.Stderr)
 		if err != nil {
 			return ctx, fail(err)
 		}
@@ -145,6 +147,20 @@ func loadProbe(cache *buildcache.Cache) func(context.Context, *envconf.Config) (
 			return ctx, fail(err)
 		}
 		suite.probe = img.Ref
+		return ctx, nil
+	}
+}
+
+// installAddons installs what the lab needs: the CSI hostpath storage.
+func installAddons(cache *buildcache.Cache) func(context.Context, *envconf.Config) (context.Context, error) {
+	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+		err := addons.InstallCSIHostpath(ctx, addons.Options{
+			RepoRoot: repoRoot, Cache: cache, Config: cfg.Client().RESTConfig(),
+			KindCluster: suite.kindCluster, Source: suite.source, Log: os.Stderr,
+		})
+		if err != nil {
+			return ctx, fail(err)
+		}
 		return ctx, nil
 	}
 }

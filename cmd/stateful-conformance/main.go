@@ -18,6 +18,9 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/stateful-conformance/stateful-conformance/pkg/addons"
 	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
 	"github.com/stateful-conformance/stateful-conformance/pkg/cluster"
 	"github.com/stateful-conformance/stateful-conformance/pkg/localimage"
@@ -32,6 +35,7 @@ commands:
   cluster up        create the kind cluster, or reuse a healthy one
   cluster down      delete the kind cluster
   cluster kubeconfig  print the path of the cluster's kubeconfig
+  addons            install the lab's prerequisites (CSI hostpath storage) into the cluster
 
 flags (each also read from the environment variable in brackets):
   -name NAME        cluster name [CLUSTER_NAME] (default stateful-conformance)
@@ -76,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd, args = "cluster "+args[0], args[1:]
 	}
 	switch cmd {
-	case "node-image", "image", "cluster up", "cluster down", "cluster kubeconfig":
+	case "node-image", "image", "cluster up", "cluster down", "cluster kubeconfig", "addons":
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -111,7 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if fs.NArg() != 1 {
 			return usageError{"image needs the name of a folder under images/"}
 		}
-		img, err := localimage.Build(ctx, root, cache, fs.Arg(0), stderr)
+		img, err := localimage.Build(ctx, root, cache, localimage.Program{Name: fs.Arg(0)}, stderr)
 		if err != nil {
 			return err
 		}
@@ -126,6 +130,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cluster.Down(ctx, cache, *name, stderr)
 	case "cluster kubeconfig":
 		fmt.Fprintln(stdout, cluster.DefaultKubeconfig(cache, *name))
+	case "addons":
+		kubeconfig := cluster.DefaultKubeconfig(cache, *name)
+		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return fmt.Errorf("no kubeconfig for cluster %q (%v): create it first with make cluster", *name, err)
+		}
+		source, _, err := cluster.Resolve(ctx, cluster.ImageSource(*images))
+		if err != nil {
+			return err
+		}
+		return addons.InstallCSIHostpath(ctx, addons.Options{RepoRoot: root, Cache: cache, Config: rc,
+			KindCluster: *name, Source: source == cluster.Source, Log: stderr})
 	}
 	return nil
 }

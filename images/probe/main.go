@@ -24,6 +24,8 @@ const usage = `usage: probe [-timeout 5s] COMMAND
   lookup NAME         resolve NAME with the pod's resolver (search list included)
   get URL             GET URL and print the body
   connect HOST:PORT   open a TCP connection and report connected, refused or timeout
+  write FILE TEXT     write TEXT to FILE (and fsync it)
+  read FILE           print FILE
   sleep               do nothing until terminated`
 
 func main() {
@@ -96,6 +98,34 @@ func run(ctx context.Context, timeout time.Duration, args []string) error {
 			return err
 		}
 		fmt.Println(connect(ctx, addr, timeout))
+		return nil
+	case "write":
+		if len(args) != 3 {
+			return fmt.Errorf("write needs FILE and TEXT\n%s", usage)
+		}
+		f, err := os.Create(args[1])
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteString(args[2]); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	case "read":
+		file, err := arg()
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		fmt.Print(string(data))
 		return nil
 	case "sleep":
 		<-ctx.Done()

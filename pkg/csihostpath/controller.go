@@ -38,7 +38,7 @@ func checkCapability(c *csi.VolumeCapability) error {
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER:
 		return nil
 	default:
-		return status.Errorf(codes.InvalidArgument, "access mode %s is not supported: a hostpath volume lives on one node; use ReadWriteOnce, ReadWriteOncePod or ReadOnlyMany on one node", m)
+		return status.Errorf(codes.InvalidArgument, "access mode %s is not supported: a hostpath volume lives on one node; use ReadWriteOnce or ReadWriteOncePod", m)
 	}
 }
 

@@ -33,8 +33,12 @@ type Spec struct {
 	// LDFlags are passed to the linker.
 	LDFlags string
 	// Sources are extra files or directories whose content decides the
-	// output (the project's own packages, built from the main module).
+	// output.
 	Sources []string
+	// LocalDeps adds to the key every package of ModuleDir's own module that
+	// Packages import (for programs of the project's own module, whose
+	// go.sum does not cover them).
+	LocalDeps bool
 }
 
 // Toolchain is the Go version that builds, part of every key.
@@ -66,7 +70,15 @@ func Key(ctx context.Context, spec Spec) (string, error) {
 			}
 		}
 	}
-	for _, src := range spec.Sources {
+	sources := spec.Sources
+	if spec.LocalDeps {
+		dirs, err := localDeps(ctx, spec)
+		if err != nil {
+			return "", err
+		}
+		sources = append(sources, dirs...)
+	}
+	for _, src := range sources {
 		info, err := os.Stat(src)
 		if err != nil {
 			return "", err
@@ -81,6 +93,21 @@ func Key(ctx context.Context, spec Spec) (string, error) {
 		}
 	}
 	return k.Sum(), nil
+}
+
+// localDeps lists the directories of the packages of spec's own module that
+// its packages depend on, themselves included.
+func localDeps(ctx context.Context, spec Spec) ([]string, error) {
+	args := append([]string{"list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}"}, spec.Packages...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = spec.ModuleDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list %s: %w: %s", strings.Join(spec.Packages, " "), err, stderr.String())
+	}
+	return strings.Fields(string(out)), nil
 }
 
 // Build returns a directory holding one binary per package, named as the

@@ -11,6 +11,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -135,4 +137,88 @@ func WaitForDeployment(ctx context.Context, cs kubernetes.Interface, namespace, 
 // WaitForPodReady waits until pod namespace/name is Ready.
 func WaitForPodReady(ctx context.Context, cs kubernetes.Interface, namespace, name string) error {
 	return WaitForAll(ctx, ListWatch(cs.CoreV1().RESTClient(), "pods", namespace, name), &corev1.Pod{}, PodReady)
+}
+
+// DaemonSetReady passes a daemon set whose pods are all updated and ready
+// on every node it is scheduled to.
+func DaemonSetReady(d *appsv1.DaemonSet) (bool, string) {
+	s := d.Status
+	if s.ObservedGeneration >= d.Generation && s.DesiredNumberScheduled > 0 &&
+		s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberReady == s.DesiredNumberScheduled {
+		return true, ""
+	}
+	return false, fmt.Sprintf("daemonset %s/%s: %d/%d ready", d.Namespace, d.Name, s.NumberReady, s.DesiredNumberScheduled)
+}
+
+// WaitForDaemonSet waits until daemon set namespace/name is ready.
+func WaitForDaemonSet(ctx context.Context, cs kubernetes.Interface, namespace, name string) error {
+	return WaitForAll(ctx, ListWatch(cs.AppsV1().RESTClient(), "daemonsets", namespace, name), &appsv1.DaemonSet{}, DaemonSetReady)
+}
+
+// WaitForCSIDriverOnNodes waits until every node's CSINode lists driver,
+// which the kubelet writes once the plugin has registered.
+func WaitForCSIDriverOnNodes(ctx context.Context, cs kubernetes.Interface, driver string) error {
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes.Items {
+		err := WaitForAll(ctx, ListWatch(cs.StorageV1().RESTClient(), "csinodes", "", n.Name), &storagev1.CSINode{}, func(c *storagev1.CSINode) (bool, string) {
+			for _, d := range c.Spec.Drivers {
+				if d.Name == driver {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("node %s has not registered CSI driver %s", c.Name, driver)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WaitGone watches what lw lists until nothing is left (the list is one
+// object, by name, for a deletion).
+func WaitGone(ctx context.Context, lw cache.ListerWatcher, example runtime.Object) error {
+	var store cache.Store
+	_, err := watchtools.UntilWithSync(ctx, lw, example, func(s cache.Store) (bool, error) {
+		store = s
+		return len(s.List()) == 0, nil
+	}, func(watch.Event) (bool, error) {
+		return len(store.List()) == 0, nil
+	})
+	if err != nil && store != nil {
+		return fmt.Errorf("still there after %w", err)
+	}
+	return err
+}
+
+// PVCBound passes a bound claim.
+func PVCBound(c *corev1.PersistentVolumeClaim) (bool, string) {
+	if c.Status.Phase == corev1.ClaimBound {
+		return true, ""
+	}
+	return false, fmt.Sprintf("claim %s/%s is %s", c.Namespace, c.Name, c.Status.Phase)
+}
+
+// WaitForPVC waits until claim namespace/name passes check.
+func WaitForPVC(ctx context.Context, cs kubernetes.Interface, namespace, name string, check Check[*corev1.PersistentVolumeClaim]) error {
+	return WaitForAll(ctx, ListWatch(cs.CoreV1().RESTClient(), "persistentvolumeclaims", namespace, name), &corev1.PersistentVolumeClaim{}, check)
+}
+
+// WaitForEvent waits for an event about object namespace/name with reason,
+// and returns its message.
+func WaitForEvent(ctx context.Context, cs kubernetes.Interface, namespace, name, reason string) (string, error) {
+	lw := cache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "events", namespace,
+		fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.name", name), fields.OneTermEqualSelector("reason", reason)))
+	var message string
+	err := WaitForAll(ctx, lw, &corev1.Event{}, func(e *corev1.Event) (bool, string) {
+		message = e.Message
+		return true, ""
+	})
+	if err != nil {
+		return "", fmt.Errorf("no %s event for %s/%s: %w", reason, namespace, name, err)
+	}
+	return message, nil
 }

@@ -1,5 +1,6 @@
-// Package localimage builds the project's own small images (Go programs
-// under images/) with no builder or registry, and loads them into kind.
+// Package localimage builds the project's own images (Go programs, each a
+// static binary in an otherwise empty image) with no builder or registry, and
+// loads them into kind.
 package localimage
 
 import (
@@ -21,47 +22,71 @@ import (
 // Repository prefixes the project's image names.
 const Repository = "stateful-conformance"
 
+// Program is a Go program built into an image of its own.
+type Program struct {
+	// Name is the image's name under Repository; the binary is /<Name>.
+	Name string
+	// Module is the folder of the module to build in, relative to the
+	// checkout: "" for the project's own module, or a wrapper module under
+	// images/ that pins an upstream program.
+	Module string
+	// Package is the main package (default ./images/<Name>).
+	Package string
+	// User runs the program (default 65532, nobody; "0" for root).
+	User string
+}
+
 // Image is a built image: its reference and a docker-archive holding it.
 type Image struct {
 	Ref     string
 	Archive string
 }
 
-// Build compiles images/<name> (a main package of this module) into an image
-// whose tag is the hash of its sources, so a changed program gets a new tag
-// and an unchanged one is not rebuilt.
-func Build(ctx context.Context, repoRoot string, cache *buildcache.Cache, name string, log io.Writer) (Image, error) {
+// Build compiles prog into an image whose tag is the hash of its inputs, so
+// a changed program gets a new tag and an unchanged one is not rebuilt.
+func Build(ctx context.Context, repoRoot string, cache *buildcache.Cache, prog Program, log io.Writer) (Image, error) {
+	if prog.Package == "" {
+		prog.Package = "./images/" + prog.Name
+	}
+	if prog.User == "" {
+		prog.User = "65532:65532"
+	}
 	spec := gobuild.Spec{
-		Name:      name,
-		ModuleDir: repoRoot,
-		Packages:  []string{"./images/" + name},
+		Name:      prog.Name,
+		ModuleDir: filepath.Join(repoRoot, prog.Module),
+		Packages:  []string{prog.Package},
 		LDFlags:   "-s -w",
-		Sources:   []string{filepath.Join(repoRoot, "images", name)},
+		LocalDeps: prog.Module == "",
 	}
 	key, err := gobuild.Key(ctx, spec)
 	if err != nil {
 		return Image{}, err
 	}
-	img := Image{Ref: fmt.Sprintf("%s/%s:%s", Repository, name, key[:12])}
-	dir, err := cache.Ensure("images/"+name, key, func(out string) error {
+	key = buildcache.NewHasher().String("bin", key).String("user", prog.User).Sum()
+	img := Image{Ref: fmt.Sprintf("%s/%s:%s", Repository, prog.Name, key[:12])}
+	dir, err := cache.Ensure("images/"+prog.Name, key, func(out string) error {
 		bin, err := gobuild.Build(ctx, cache, spec, log)
 		if err != nil {
 			return err
 		}
-		layer, err := ociimage.Layer([]ociimage.File{{Source: filepath.Join(bin, name), Path: "/" + name, Mode: 0o755}})
+		entries, err := os.ReadDir(bin)
+		if err != nil || len(entries) != 1 {
+			return fmt.Errorf("build of %s: want one binary in %s (%v)", prog.Name, bin, err)
+		}
+		layer, err := ociimage.Layer([]ociimage.File{{Source: filepath.Join(bin, entries[0].Name()), Path: "/" + prog.Name, Mode: 0o755}})
 		if err != nil {
 			return err
 		}
-		image, err := ociimage.Image(v1.Config{Entrypoint: []string{"/" + name}, User: "65532:65532"}, layer)
+		image, err := ociimage.Image(v1.Config{Entrypoint: []string{"/" + prog.Name}, User: prog.User}, layer)
 		if err != nil {
 			return err
 		}
 		return ociimage.WriteArchive(filepath.Join(out, "image.tar"), map[string]v1.Image{img.Ref: image})
 	})
 	if err != nil {
-		return Image{}, fmt.Errorf("image %s: %w", name, err)
+		return Image{}, fmt.Errorf("image %s: %w", prog.Name, err)
 	}
-	_ = cache.Prune("images/"+name, key)
+	_ = cache.Prune("images/"+prog.Name, key)
 	img.Archive = filepath.Join(dir, "image.tar")
 	return img, nil
 }

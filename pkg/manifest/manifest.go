@@ -1,0 +1,204 @@
+// Package manifest reads Kubernetes manifests from YAML files and applies
+// them with server-side apply, so applying twice changes nothing.
+package manifest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+)
+
+// FieldManager owns the fields this project applies.
+const FieldManager = "stateful-conformance"
+
+// ReadFiles decodes every object of the given YAML files, in order.
+func ReadFiles(files ...string) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		objs, err := Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// ReadDir decodes every *.yaml file of dir, files in name order.
+func ReadDir(dir string) ([]*unstructured.Unstructured, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no *.yaml manifests in %s", dir)
+	}
+	sort.Strings(files)
+	return ReadFiles(files...)
+}
+
+// Decode splits a multi-document YAML stream into objects, skipping empty
+// documents.
+func Decode(data []byte) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		obj := map[string]any{}
+		if err := dec.Decode(&obj); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(obj) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.GetKind() == "" || u.GetAPIVersion() == "" {
+			return nil, fmt.Errorf("object %q has no kind or apiVersion", u.GetName())
+		}
+		out = append(out, u)
+	}
+}
+
+// SetImages replaces container images in the pod templates (and pods) of
+// objs: each image that is a key of images becomes its value. It fails if a
+// key matches nothing, so a renamed image cannot be silently left upstream.
+func SetImages(objs []*unstructured.Unstructured, images map[string]string) error {
+	used := map[string]bool{}
+	for _, o := range objs {
+		paths := [][]string{{"spec", "template", "spec"}}
+		if o.GetKind() == "Pod" {
+			paths = [][]string{{"spec"}}
+		}
+		for _, p := range paths {
+			for _, field := range []string{"containers", "initContainers"} {
+				containers, found, err := unstructured.NestedSlice(o.Object, append(p, field)...)
+				if err != nil || !found {
+					continue
+				}
+				for i, c := range containers {
+					cm, ok := c.(map[string]any)
+					if !ok {
+						continue
+					}
+					if img, ok := cm["image"].(string); ok {
+						if repl, ok := images[img]; ok {
+							cm["image"] = repl
+							used[img] = true
+						}
+					}
+					containers[i] = cm
+				}
+				if err := unstructured.SetNestedSlice(o.Object, containers, append(p, field)...); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	var missing []string
+	for img := range images {
+		if !used[img] {
+			missing = append(missing, img)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("no container uses image %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Applier applies objects to a cluster.
+type Applier struct {
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+// NewApplier connects to the cluster of cfg.
+func NewApplier(cfg *rest.Config) (*Applier, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+}
+
+// Apply server-side applies each object in order. After CRDs are applied,
+// call Reset so their kinds become known.
+func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) error {
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+		var ri dynamic.ResourceInterface = a.dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			if o.GetNamespace() == "" {
+				return fmt.Errorf("%s %s has no namespace", gvk.Kind, o.GetName())
+			}
+			ri = a.dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+			return fmt.Errorf("applying %s %s: %w", gvk.Kind, qualified(o), err)
+		}
+	}
+	return nil
+}
+
+// Delete deletes each object, in reverse order; absent objects are fine.
+func (a *Applier) Delete(ctx context.Context, objs []*unstructured.Unstructured) error {
+	var errs []error
+	for i := len(objs) - 1; i >= 0; i-- {
+		o := objs[i]
+		gvk := o.GroupVersionKind()
+		m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			continue // its CRD is gone already
+		}
+		var ri dynamic.ResourceInterface = a.dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = a.dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		if err := ri.Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting %s %s: %w", gvk.Kind, qualified(o), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reset forgets cached API discovery (after new CRDs).
+func (a *Applier) Reset() { a.mapper.Reset() }
+
+func qualified(o *unstructured.Unstructured) string {
+	if o.GetNamespace() == "" {
+		return o.GetName()
+	}
+	return o.GetNamespace() + "/" + o.GetName()
+}

@@ -1,0 +1,283 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+
+	"github.com/stateful-conformance/stateful-conformance/pkg/addons"
+	"github.com/stateful-conformance/stateful-conformance/pkg/csihostpath"
+	"github.com/stateful-conformance/stateful-conformance/pkg/docker"
+	"github.com/stateful-conformance/stateful-conformance/pkg/kube"
+)
+
+var volumeSnapshots = schema.GroupVersionResource{Group: "snapshot.storage.k8s.io", Version: "v1", Resource: "volumesnapshots"}
+
+// The CSI hostpath storage the lab's database runs on, as the lesson sets
+// it up: the default class provisions through the driver, data outlives
+// pods, claims clean up after themselves, snapshots restore, claims grow,
+// and impossible claims say why.
+func TestStorage(t *testing.T) {
+	var ns string
+	f := features.New("CSI hostpath storage").WithLabel("area", "storage").
+		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			ns = envconf.RandomName("storage", 12)
+			_, err := clientset(t, cfg).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+			check(t, err)
+			return ctx
+		}).
+		Assess("exactly one default StorageClass exists and it is csi-hostpath-sc", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			classes, err := clientset(t, cfg).StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
+			check(t, err)
+			var defaults []string
+			for _, sc := range classes.Items {
+				if sc.Annotations["storageclass.kubernetes.io/is-default-class"] == "true" {
+					defaults = append(defaults, sc.Name)
+				}
+			}
+			if len(defaults) != 1 || defaults[0] != addons.StorageClass {
+				t.Fatalf("default StorageClasses: %v, want exactly [%s]", defaults, addons.StorageClass)
+			}
+			return ctx
+		}).
+		Assess("a claim on the default class binds through the CSI driver", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			pv := bindClaim(ctx, t, cs, ns, claim("data", "1Gi", corev1.ReadWriteOnce))
+			if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != csihostpath.DriverName {
+				t.Fatalf("PV %s is not provisioned by %s: %+v", pv.Name, csihostpath.DriverName, pv.Spec.PersistentVolumeSource)
+			}
+			if pv.Spec.StorageClassName != addons.StorageClass {
+				t.Fatalf("PV %s has class %q, want %s", pv.Name, pv.Spec.StorageClassName, addons.StorageClass)
+			}
+			return ctx
+		}).
+		Assess("a file written by one pod is read by the next pod on the same claim", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			text := "high score " + envconf.RandomName("", 8)
+			runVolumePod(ctx, t, cfg, ns, "writer", "data")
+			_, err := podExec(cfg)(ctx, ns, "writer", "/probe", "write", "/data/hello", text)
+			check(t, err)
+			deletePod(ctx, t, cs, ns, "writer")
+			runVolumePod(ctx, t, cfg, ns, "reader", "data")
+			got, err := podExec(cfg)(ctx, ns, "reader", "/probe", "read", "/data/hello")
+			check(t, err)
+			if got != text {
+				t.Fatalf("the next pod reads %q, want %q", got, text)
+			}
+			deletePod(ctx, t, cs, ns, "reader")
+			return ctx
+		}).
+		Assess("deleting the claim deletes its PersistentVolume and directory", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+			check(t, err)
+			pv, err := cs.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+			check(t, err)
+			dir := csihostpath.DefaultDataDir + "/volumes/" + pv.Spec.CSI.VolumeHandle
+			if suite.kindCluster != "" {
+				_, err := docker.Run(ctx, "exec", kindNode(t), "test", "-d", dir)
+				check(t, err)
+			}
+			check(t, cs.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "data", metav1.DeleteOptions{}))
+			wait, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			check(t, kube.WaitGone(wait, kube.ListWatch(cs.CoreV1().RESTClient(), "persistentvolumes", "", pv.Name), &corev1.PersistentVolume{}))
+			if suite.kindCluster != "" {
+				if _, err := docker.Run(ctx, "exec", kindNode(t), "test", "-e", dir); err == nil {
+					t.Fatalf("PV %s is gone but its directory %s is still on the node", pv.Name, dir)
+				}
+			}
+			return ctx
+		}).
+		Assess("a snapshot becomes ready and a claim restored from it holds the same bytes", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			bindClaim(ctx, t, cs, ns, claim("origin", "1Gi", corev1.ReadWriteOnce))
+			runVolumePod(ctx, t, cfg, ns, "origin", "origin")
+			ex := podExec(cfg)
+			_, err := ex(ctx, ns, "origin", "/probe", "write", "/data/scores", "inky 3000")
+			check(t, err)
+			snapshot(ctx, t, cfg, ns, "origin-snap", "origin")
+			// Written after the snapshot: the restore must not have it.
+			_, err = ex(ctx, ns, "origin", "/probe", "write", "/data/scores", "overwritten")
+			check(t, err)
+			restored := claim("restored", "1Gi", corev1.ReadWriteOnce)
+			restored.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "origin-snap"}
+			bindClaim(ctx, t, cs, ns, restored)
+			runVolumePod(ctx, t, cfg, ns, "restored", "restored")
+			got, err := ex(ctx, ns, "restored", "/probe", "read", "/data/scores")
+			check(t, err)
+			if got != "inky 3000" {
+				t.Fatalf("the restored claim holds %q, want the snapshot's %q", got, "inky 3000")
+			}
+			deletePod(ctx, t, cs, ns, "origin")
+			deletePod(ctx, t, cs, ns, "restored")
+			return ctx
+		}).
+		Assess("a claim expanded from 1Gi to 2Gi reports 2Gi", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			bindClaim(ctx, t, cs, ns, claim("grow", "1Gi", corev1.ReadWriteOnce))
+			patch := `{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}`
+			_, err := cs.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "grow", types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			check(t, err)
+			want := resource.MustParse("2Gi")
+			wait, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			check(t, kube.WaitForPVC(wait, cs, ns, "grow", func(c *corev1.PersistentVolumeClaim) (bool, string) {
+				got := c.Status.Capacity[corev1.ResourceStorage]
+				return got.Cmp(want) == 0, fmt.Sprintf("claim grow reports %s", got.String())
+			}))
+			return ctx
+		}).
+		Assess("a claim larger than the node's free space gets a clear provisioning error", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			expectProvisioningError(ctx, t, clientset(t, cfg), ns, claim("huge", "100Ti", corev1.ReadWriteOnce), "free on node")
+			return ctx
+		}).
+		Assess("a claim with an access mode the driver cannot serve gets a clear provisioning error", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			expectProvisioningError(ctx, t, clientset(t, cfg), ns, claim("shared", "1Gi", corev1.ReadWriteMany), "is not supported")
+			return ctx
+		}).
+		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			deleteNamespace(ctx, t, clientset(t, cfg), ns)
+			return ctx
+		}).Feature()
+	testenv.Test(t, f)
+}
+
+func claim(name, size string, mode corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{mode},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
+		},
+	}
+}
+
+// bindClaim creates pvc and waits until it is bound; it returns the volume.
+func bindClaim(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string, pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolume {
+	t.Helper()
+	_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
+	check(t, err)
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	check(t, kube.WaitForPVC(wait, cs, ns, pvc.Name, kube.PVCBound))
+	got, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, pvc.Name, metav1.GetOptions{})
+	check(t, err)
+	pv, err := cs.CoreV1().PersistentVolumes().Get(ctx, got.Spec.VolumeName, metav1.GetOptions{})
+	check(t, err)
+	return pv
+}
+
+// expectProvisioningError creates pvc and waits for the provisioner's
+// ProvisioningFailed event, whose message must contain want.
+func expectProvisioningError(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string, pvc *corev1.PersistentVolumeClaim, want string) {
+	t.Helper()
+	_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
+	check(t, err)
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	msg, err := kube.WaitForEvent(wait, cs, ns, pvc.Name, "ProvisioningFailed")
+	check(t, err)
+	if !strings.Contains(msg, want) {
+		t.Fatalf("claim %s failed with %q, want a message containing %q", pvc.Name, msg, want)
+	}
+	got, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, pvc.Name, metav1.GetOptions{})
+	check(t, err)
+	if got.Status.Phase == corev1.ClaimBound {
+		t.Fatalf("claim %s is bound despite the error", pvc.Name)
+	}
+}
+
+// runVolumePod starts a probe pod with claim mounted at /data and waits
+// until it is ready.
+func runVolumePod(ctx context.Context, t *testing.T, cfg *envconf.Config, ns, name, claimName string) {
+	t.Helper()
+	cs := clientset(t, cfg)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+			Containers: []corev1.Container{{
+				Name: "probe", Image: suite.probe, Args: []string{"sleep"}, ImagePullPolicy: corev1.PullIfNotPresent,
+				VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+			}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claimName}}}},
+		},
+	}
+	_, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	check(t, err)
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	check(t, kube.WaitForPodReady(wait, cs, ns, name))
+}
+
+func deletePod(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string) {
+	t.Helper()
+	check(t, cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	check(t, kube.WaitGone(wait, kube.ListWatch(cs.CoreV1().RESTClient(), "pods", ns, name), &corev1.Pod{}))
+}
+
+func deleteNamespace(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string) {
+	if ns == "" {
+		return
+	}
+	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Logf("deleting namespace %s: %v", ns, err)
+	}
+}
+
+// snapshot takes VolumeSnapshot name of claim and waits until it is ready.
+func snapshot(ctx context.Context, t *testing.T, cfg *envconf.Config, ns, name, claimName string) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cfg.Client().RESTConfig())
+	check(t, err)
+	snap := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "snapshot.storage.k8s.io/v1",
+		"kind":       "VolumeSnapshot",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"volumeSnapshotClassName": addons.SnapshotClass,
+			"source":                  map[string]any{"persistentVolumeClaimName": claimName},
+		},
+	}}
+	client := dyn.Resource(volumeSnapshots).Namespace(ns)
+	_, err = client.Create(ctx, snap, metav1.CreateOptions{})
+	check(t, err)
+	lw := &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = "metadata.name=" + name
+			return client.List(ctx, o)
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = "metadata.name=" + name
+			return client.Watch(ctx, o)
+		},
+	}
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	check(t, kube.WaitForAll(wait, lw, &unstructured.Unstructured{}, func(u *unstructured.Unstructured) (bool, string) {
+		ready, _, _ := unstructured.NestedBool(u.Object, "status", "readyToUse")
+		msg, _, _ := unstructured.NestedString(u.Object, "status", "error", "message")
+		return ready, fmt.Sprintf("snapshot %s not ready %s", name, msg)
+	}))
+}
