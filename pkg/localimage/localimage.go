@@ -4,11 +4,13 @@
 package localimage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
@@ -103,6 +105,12 @@ func LoadIntoKind(clusterName string, img Image) error {
 		return fmt.Errorf("kind cluster %q has no nodes (does it exist? kind get clusters)", clusterName)
 	}
 	for _, node := range nodes {
+		// Loading re-imports the whole archive; a node that has the
+		// content-addressed tag already has these exact bytes.
+		var out bytes.Buffer
+		if err := node.Command("ctr", "--namespace=k8s.io", "images", "ls", "-q", "name==docker.io/"+img.Ref).SetStdout(&out).Run(); err == nil && strings.TrimSpace(out.String()) != "" {
+			continue
+		}
 		f, err := os.Open(img.Archive)
 		if err != nil {
 			return err
