@@ -26,10 +26,11 @@ func main() {
 	kubeletEndpoint := flag.String("kubelet-endpoint", "/var/lib/kubelet/plugins/"+csihostpath.DriverName+"/csi.sock", "the CSI socket as the kubelet sees it on the node")
 	healthAddr := flag.String("health-addr", ":9808", "address of the liveness endpoint (GET /healthz); empty: none")
 	maxVolumes := flag.Int64("max-volumes-per-node", 0, "reported to the scheduler (0: no limit)")
+	fault := flag.String("fault", "", "break the plugin on purpose, only for the suite's self-tests: "+csihostpath.FaultPublishEmpty+" or "+csihostpath.FaultRestoreEmpty)
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	d, err := csihostpath.New(csihostpath.Config{NodeID: *nodeID, DataDir: *dataDir, Version: version, MaxVolumesPerNode: *maxVolumes, Log: log})
+	d, err := csihostpath.New(csihostpath.Config{NodeID: *nodeID, DataDir: *dataDir, Version: version, MaxVolumesPerNode: *maxVolumes, Log: log, Fault: *fault})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "csi-hostpath:", err)
 		os.Exit(2)

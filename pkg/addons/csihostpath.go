@@ -58,10 +58,10 @@ var sidecars = []struct {
 	upstream string
 	prog     localimage.Program
 }{
-	{"registry.k8s.io/sig-storage/csi-provisioner:v6.3.0", localimage.Program{Name: "csi-provisioner", Module: "images/csi-provisioner", Package: "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner", User: "0"}},
-	{"registry.k8s.io/sig-storage/csi-snapshotter:v8.7.0", localimage.Program{Name: "csi-snapshotter", Module: "images/csi-snapshotter", Package: "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter", User: "0"}},
-	{"registry.k8s.io/sig-storage/snapshot-controller:v8.7.0", localimage.Program{Name: "snapshot-controller", Module: "images/csi-snapshotter", Package: "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller", User: "0"}},
-	{"registry.k8s.io/sig-storage/csi-resizer:v2.3.0", localimage.Program{Name: "csi-resizer", Module: "images/csi-resizer", Package: "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer", User: "0"}},
+	{"registry.k8s.io/sig-storage/csi-provisioner:v6.3.0", localimage.Program{Name: "csi-provisioner", Module: "images/csi-provisioner", Package: "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner", User: "0", Version: "v6.3.0"}},
+	{"registry.k8s.io/sig-storage/csi-snapshotter:v8.7.0", localimage.Program{Name: "csi-snapshotter", Module: "images/csi-snapshotter", Package: "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter", User: "0", Version: "v8.7.0"}},
+	{"registry.k8s.io/sig-storage/snapshot-controller:v8.7.0", localimage.Program{Name: "snapshot-controller", Module: "images/csi-snapshotter", Package: "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller", User: "0", Version: "v8.7.0"}},
+	{"registry.k8s.io/sig-storage/csi-resizer:v2.3.0", localimage.Program{Name: "csi-resizer", Module: "images/csi-resizer", Package: "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer", User: "0", Version: "v2.3.0"}},
 }
 
 // pluginImage is the name the manifests give the plugin, always built here.

@@ -145,6 +145,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 			return nil, status.Errorf(codes.OutOfRange, "volume of %d bytes is smaller than snapshot %s (%d bytes)", capacity, sn.ID, sn.Size)
 		}
 		fill = func(dir string) error { return extractArchive(d.snapshotPath(sn.ID), dir) }
+		if d.cfg.Fault == FaultRestoreEmpty {
+			fill = nil
+		}
 	case src.GetVolume() != nil:
 		sv, ok := d.state.Volumes[src.GetVolume().GetVolumeId()]
 		if !ok {

@@ -51,7 +51,19 @@ type Config struct {
 	MaxVolumesPerNode int64
 	// Log receives one line per call that changes something.
 	Log *slog.Logger
+	// Fault breaks the plugin on purpose, for the suite's own tests that
+	// prove its storage checks catch a broken driver: FaultPublishEmpty
+	// publishes a fresh tmpfs instead of the volume (nothing persists),
+	// FaultRestoreEmpty creates volumes from snapshots empty. Never set
+	// otherwise.
+	Fault string
 }
+
+// Faults the plugin can be started with (see Config.Fault).
+const (
+	FaultPublishEmpty = "publish-empty"
+	FaultRestoreEmpty = "restore-empty"
+)
 
 // Driver implements the CSI Identity, Controller and Node services.
 type Driver struct {
@@ -79,6 +91,13 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	switch cfg.Fault {
+	case "":
+	case FaultPublishEmpty, FaultRestoreEmpty:
+		cfg.Log.Warn("running with a fault injected, for testing the suite", "fault", cfg.Fault)
+	default:
+		return nil, fmt.Errorf("csihostpath: unknown fault %q (want %s or %s)", cfg.Fault, FaultPublishEmpty, FaultRestoreEmpty)
 	}
 	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "volumes"), filepath.Join(cfg.DataDir, "snapshots")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {

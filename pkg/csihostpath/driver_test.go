@@ -169,3 +169,29 @@ func TestExpandVolume(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2<<30), stats.Usage[0].Total)
 }
+
+func TestFaultsBreakWhatTheySay(t *testing.T) {
+	_, err := New(Config{NodeID: "n", DataDir: t.TempDir(), Fault: "gremlins", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	assert.ErrorContains(t, err, `unknown fault "gremlins"`)
+
+	d, err := New(Config{NodeID: "n", DataDir: t.TempDir(), Fault: FaultRestoreEmpty, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	v := create(t, d, "src", 1<<20, nil)
+	require.NoError(t, os.WriteFile(filepath.Join(d.volumePath(v.VolumeId), "f"), []byte("x"), 0o644))
+	snap, err := d.CreateSnapshot(context.Background(), &csi.CreateSnapshotRequest{Name: "s", SourceVolumeId: v.VolumeId})
+	require.NoError(t, err)
+	restored := create(t, d, "dst", 1<<20, &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: snap.Snapshot.SnapshotId}}})
+	assert.NoFileExists(t, filepath.Join(d.volumePath(restored.VolumeId), "f"), "restore-empty restores nothing")
+
+	requireRoot(t)
+	d, err = New(Config{NodeID: "n", DataDir: t.TempDir(), Fault: FaultPublishEmpty, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	v = create(t, d, "vol", 1<<20, nil)
+	target := filepath.Join(t.TempDir(), "mnt")
+	_, err = d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: target, VolumeCapability: rwo()[0]})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(target, "f"), []byte("x"), 0o644))
+	_, err = d.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: target})
+	require.NoError(t, err)
+	assert.NoFileExists(t, filepath.Join(d.volumePath(v.VolumeId), "f"), "publish-empty keeps nothing")
+}

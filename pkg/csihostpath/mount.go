@@ -27,6 +27,16 @@ func bindMount(src, target string, readOnly bool) error {
 	return nil
 }
 
+// mountEmpty mounts a fresh tmpfs at target in place of the volume: the
+// FaultPublishEmpty fault.
+func mountEmpty(_, target string, readOnly bool) error {
+	var flags uintptr
+	if readOnly {
+		flags = unix.MS_RDONLY
+	}
+	return unix.Mount("tmpfs", target, "tmpfs", flags, "size=16m,mode=0777")
+}
+
 // isMountPoint reports whether path is a mount point.
 func isMountPoint(path string) bool {
 	mounted, err := mountinfo.Mounted(path)

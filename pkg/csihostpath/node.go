@@ -71,7 +71,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, status.Errorf(codes.Internal, "creating target %s: %v", target, err)
 	}
 	if !isMountPoint(target) {
-		if err := bindMount(d.volumePath(v.ID), target, readOnly); err != nil {
+		mount := bindMount
+		if d.cfg.Fault == FaultPublishEmpty {
+			mount = mountEmpty
+		}
+		if err := mount(d.volumePath(v.ID), target, readOnly); err != nil {
 			return nil, status.Errorf(codes.Internal, "publishing volume %s: %v", v.ID, err)
 		}
 	}

@@ -36,6 +36,9 @@ type Program struct {
 	Package string
 	// User runs the program (default 65532, nobody; "0" for root).
 	User string
+	// Version, when set, is linked into the program's main.version (the
+	// upstream sidecars report it; unset they say "unknown").
+	Version string
 }
 
 // Image is a built image: its reference and a docker-archive holding it.
@@ -53,11 +56,15 @@ func Build(ctx context.Context, repoRoot string, cache *buildcache.Cache, prog P
 	if prog.User == "" {
 		prog.User = "65532:65532"
 	}
+	ldflags := "-s -w"
+	if prog.Version != "" {
+		ldflags += " -X main.version=" + prog.Version
+	}
 	spec := gobuild.Spec{
 		Name:      prog.Name,
 		ModuleDir: filepath.Join(repoRoot, prog.Module),
 		Packages:  []string{prog.Package},
-		LDFlags:   "-s -w",
+		LDFlags:   ldflags,
 		LocalDeps: prog.Module == "",
 	}
 	key, err := gobuild.Key(ctx, spec)
