@@ -40,9 +40,7 @@ func TestStorage(t *testing.T) {
 	var ns string
 	f := features.New("CSI hostpath storage").WithLabel("area", "storage").
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			ns = envconf.RandomName("storage", 12)
-			_, err := clientset(t, cfg).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-			check(t, err)
+			ns = createNamespace(ctx, t, cfg, "storage")
 			return ctx
 		}).
 		Assess("exactly one default StorageClass exists and it is csi-hostpath-sc", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -290,6 +288,15 @@ func deletePod(ctx context.Context, cs kubernetes.Interface, ns, name string) er
 	return kube.WaitGone(wait, kube.ListWatch(cs.CoreV1().RESTClient(), "pods", ns, name), &corev1.Pod{})
 }
 
+// createNamespace makes a namespace named prefix plus a random suffix.
+func createNamespace(ctx context.Context, t *testing.T, cfg *envconf.Config, prefix string) string {
+	t.Helper()
+	ns := envconf.RandomName(prefix, len(prefix)+7)
+	_, err := clientset(t, cfg).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	check(t, err)
+	return ns
+}
+
 func deleteNamespace(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string) {
 	if ns == "" {
 		return
@@ -345,9 +352,7 @@ func TestStorageCatchesBrokenPlugins(t *testing.T) {
 	var ns string
 	f := features.New("storage checks catch a broken CSI plugin").WithLabel("area", "storage").
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			ns = envconf.RandomName("broken-storage", 20)
-			_, err := clientset(t, cfg).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-			check(t, err)
+			ns = createNamespace(ctx, t, cfg, "broken-storage")
 			return ctx
 		}).
 		Assess("a plugin that publishes empty volumes fails the persistence check", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {

@@ -362,9 +362,9 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v, ok := d.state.Volumes[req.GetVolumeId()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "volume %s not found", req.GetVolumeId())
+	v, err := d.volume(req.GetVolumeId())
+	if err != nil {
+		return nil, err
 	}
 	if capacity > v.Capacity {
 		if err := d.checkFree(capacity - v.Capacity); err != nil {

@@ -116,6 +116,15 @@ func (d *Driver) snapshotPath(id string) string {
 	return filepath.Join(d.cfg.DataDir, "snapshots", id+".tar.gz")
 }
 
+// volume is the volume of id, or a NotFound error; d.mu must be held.
+func (d *Driver) volume(id string) (*Volume, error) {
+	v, ok := d.state.Volumes[id]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "volume %s not found", id)
+	}
+	return v, nil
+}
+
 func (d *Driver) save() error {
 	if err := d.state.save(filepath.Join(d.cfg.DataDir, "state.json")); err != nil {
 		return status.Errorf(codes.Internal, "saving state: %v", err)

@@ -47,9 +47,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	readOnly := req.GetReadonly() || req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v, ok := d.state.Volumes[req.GetVolumeId()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "volume %s not found", req.GetVolumeId())
+	v, err := d.volume(req.GetVolumeId())
+	if err != nil {
+		return nil, err
 	}
 	target := req.GetTargetPath()
 	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
@@ -100,9 +100,9 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v, ok := d.state.Volumes[req.GetVolumeId()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "volume %s not found", req.GetVolumeId())
+	v, err := d.volume(req.GetVolumeId())
+	if err != nil {
+		return nil, err
 	}
 	if err := unmountAndRemove(req.GetTargetPath()); err != nil {
 		return nil, status.Errorf(codes.Internal, "unpublishing volume %s: %v", v.ID, err)
@@ -165,9 +165,9 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v, ok := d.state.Volumes[req.GetVolumeId()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "volume %s not found", req.GetVolumeId())
+	v, err := d.volume(req.GetVolumeId())
+	if err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(req.GetVolumePath()); err != nil {
 		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)
