@@ -16,6 +16,9 @@ E2E_FLAGS ?=
 export IMAGES KIND_CONFIG CLUSTER_NAME KEEP_CLUSTER
 
 TOOL := $(GO) run ./cmd/stateful-conformance
+# The project's own programs that have a module of their own (their
+# dependencies stay out of the suite's go.mod); their tests run there.
+OWN_MODULES := images/mongo images/pacman
 
 .PHONY: help test lint unit e2e deps node-image cluster addons cluster-down kubeconfig probe-image clean-cache
 
@@ -30,12 +33,11 @@ lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	cd images/mongo && $(GO) vet ./...
+	for m in $(OWN_MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
-# The project's own programs with a module of their own have their tests there.
 unit:
 	$(GO) test -count=1 ./pkg/... ./cmd/... ./images/...
-	cd images/mongo && $(GO) test -count=1 ./...
+	for m in $(OWN_MODULES); do (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
 
 ## e2e: the suite against a kind cluster (created, then deleted unless KEEP_CLUSTER=true).
 # The kind-config path is relative to the checkout; go test runs in tests/.
