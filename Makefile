@@ -13,6 +13,7 @@ KIND_CONFIG ?= kind-config.yaml
 CLUSTER_NAME ?= stateful-conformance
 KEEP_CLUSTER ?= false
 E2E_FLAGS ?=
+LAB_DIR ?=
 export IMAGES KIND_CONFIG CLUSTER_NAME KEEP_CLUSTER
 
 TOOL := $(GO) run ./cmd/stateful-conformance
@@ -20,7 +21,7 @@ TOOL := $(GO) run ./cmd/stateful-conformance
 # dependencies stay out of the suite's go.mod); their tests run there.
 OWN_MODULES := images/mongo images/pacman
 
-.PHONY: help test lint unit e2e deps node-image cluster addons cluster-down kubeconfig probe-image clean-cache
+.PHONY: help test lint unit e2e deps node-image cluster addons lab lab-down cluster-down kubeconfig probe-image clean-cache
 
 help:
 	@sed -n 's/^# \{0,1\}//p' Makefile | sed -n '1,9p'
@@ -71,6 +72,13 @@ cluster: deps
 ## addons: install the lab's prerequisites (CSI hostpath storage) into the cluster.
 addons: cluster
 	$(TOOL) addons
+
+## lab: deploy the pacman lab (manifests/lab, or LAB_DIR) and wait until it runs.
+lab: addons
+	$(TOOL) lab $(LAB_DIR)
+
+lab-down:
+	$(TOOL) lab-down $(LAB_DIR)
 
 cluster-down:
 	$(TOOL) cluster down

@@ -18,11 +18,13 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stateful-conformance/stateful-conformance/pkg/addons"
 	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
 	"github.com/stateful-conformance/stateful-conformance/pkg/cluster"
+	"github.com/stateful-conformance/stateful-conformance/pkg/lab"
 	"github.com/stateful-conformance/stateful-conformance/pkg/localimage"
 	"github.com/stateful-conformance/stateful-conformance/pkg/nodeimage"
 )
@@ -36,6 +38,8 @@ commands:
   cluster down      delete the kind cluster
   cluster kubeconfig  print the path of the cluster's kubeconfig
   addons            install the lab's prerequisites (CSI hostpath storage) into the cluster
+  lab [DIR]         deploy the lab from DIR (default manifests/lab) and wait until it runs
+  lab-down [DIR]    remove it
 
 flags (each also read from the environment variable in brackets):
   -name NAME        cluster name [CLUSTER_NAME] (default stateful-conformance)
@@ -80,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd, args = "cluster "+args[0], args[1:]
 	}
 	switch cmd {
-	case "node-image", "image", "cluster up", "cluster down", "cluster kubeconfig", "addons":
+	case "node-image", "image", "cluster up", "cluster down", "cluster kubeconfig", "addons", "lab", "lab-down":
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -130,11 +134,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cluster.Down(ctx, cache, *name, stderr)
 	case "cluster kubeconfig":
 		fmt.Fprintln(stdout, cluster.DefaultKubeconfig(cache, *name))
-	case "addons":
-		kubeconfig := cluster.DefaultKubeconfig(cache, *name)
-		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	case "lab", "lab-down":
+		rc, err := restConfig(cache, *name)
 		if err != nil {
-			return fmt.Errorf("no kubeconfig for cluster %q (%v): create it first with make cluster", *name, err)
+			return err
+		}
+		dir := filepath.Join(root, "manifests/lab")
+		if fs.NArg() > 0 {
+			dir = fs.Arg(0)
+		}
+		o := lab.Options{Dir: dir, RepoRoot: root, Cache: cache, Config: rc, KindCluster: *name, Log: stderr}
+		if cmd == "lab-down" {
+			return lab.Remove(ctx, o)
+		}
+		return lab.Deploy(ctx, o)
+	case "addons":
+		rc, err := restConfig(cache, *name)
+		if err != nil {
+			return err
 		}
 		source, _, err := cluster.Resolve(ctx, cluster.ImageSource(*images))
 		if err != nil {
@@ -144,4 +161,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			KindCluster: *name, Source: source == cluster.Source, Log: stderr})
 	}
 	return nil
+}
+
+// restConfig reaches the kind cluster name through the kubeconfig
+// "cluster up" wrote.
+func restConfig(cache *buildcache.Cache, name string) (*rest.Config, error) {
+	kubeconfig := cluster.DefaultKubeconfig(cache, name)
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("no kubeconfig for cluster %q (%v): create it first with make cluster", name, err)
+	}
+	return rc, nil
 }

@@ -202,3 +202,23 @@ func qualified(o *unstructured.Unstructured) string {
 	}
 	return o.GetNamespace() + "/" + o.GetName()
 }
+
+// Images lists the container images of obj's pod template (or pod).
+func Images(obj *unstructured.Unstructured) []string {
+	path := []string{"spec", "template", "spec"}
+	if obj.GetKind() == "Pod" {
+		path = []string{"spec"}
+	}
+	var out []string
+	for _, field := range []string{"containers", "initContainers"} {
+		containers, _, _ := unstructured.NestedSlice(obj.Object, append(path, field)...)
+		for _, c := range containers {
+			if cm, ok := c.(map[string]any); ok {
+				if img, ok := cm["image"].(string); ok {
+					out = append(out, img)
+				}
+			}
+		}
+	}
+	return out
+}
