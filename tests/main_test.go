@@ -24,6 +24,7 @@ import (
 	"github.com/stateful-conformance/stateful-conformance/pkg/addons"
 	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
 	"github.com/stateful-conformance/stateful-conformance/pkg/cluster"
+	"github.com/stateful-conformance/stateful-conformance/pkg/lab"
 	"github.com/stateful-conformance/stateful-conformance/pkg/localimage"
 )
 
@@ -37,6 +38,7 @@ var (
 	kindConfig  = flag.String("kind-config", envOr("KIND_CONFIG", filepath.Join(repoRoot, "kind-config.yaml")), "kind cluster config [KIND_CONFIG]")
 	clusterName = flag.String("cluster-name", envOr("CLUSTER_NAME", cluster.DefaultName), "kind cluster name [CLUSTER_NAME]")
 	keepCluster = flag.Bool("keep-cluster", envBool("KEEP_CLUSTER"), "keep the kind cluster the suite created [KEEP_CLUSTER]")
+	labDir      = flag.String("lab-dir", envOr("LAB_DIR", filepath.Join(repoRoot, "manifests/lab")), "the lab's manifests to certify [LAB_DIR]")
 	probeRef    = flag.String("probe-image", os.Getenv("PROBE_IMAGE"), "probe image the cluster can pull, for a --kubeconfig cluster that is not kind [PROBE_IMAGE]")
 )
 
@@ -86,6 +88,13 @@ func TestMain(m *testing.M) {
 	}
 	testenv.Setup(loadProbe(cache))
 	testenv.Setup(installAddons(cache))
+	testenv.Setup(deployLab(cache))
+	if testenv.EnvConf().KubeconfigFile() != "" && !*keepCluster {
+		// On a cluster the suite did not make, take the lab away again.
+		testenv.Finish(func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+			return ctx, lab.Remove(ctx, labOptions(cache, cfg))
+		})
+	}
 	os.Exit(testenv.Run(m))
 }
 
@@ -151,14 +160,33 @@ func loadProbe(cache *buildcache.Cache) func(context.Context, *envconf.Config) (
 	}
 }
 
-// installAddons installs what the lab needs: the CSI hostpath storage.
+// installAddons installs what the lab needs: the CSI hostpath storage and
+// the ingress controller.
 func installAddons(cache *buildcache.Cache) func(context.Context, *envconf.Config) (context.Context, error) {
 	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
-		err := addons.InstallCSIHostpath(ctx, addons.Options{
+		o := addons.Options{
 			RepoRoot: repoRoot, Cache: cache, Config: cfg.Client().RESTConfig(),
 			KindCluster: suite.kindCluster, Source: suite.source, Log: os.Stderr,
-		})
-		if err != nil {
+		}
+		if err := addons.InstallCSIHostpath(ctx, o); err != nil {
+			return ctx, fail(err)
+		}
+		if err := addons.InstallIngress(ctx, o); err != nil {
+			return ctx, fail(err)
+		}
+		return ctx, nil
+	}
+}
+
+func labOptions(cache *buildcache.Cache, cfg *envconf.Config) lab.Options {
+	return lab.Options{Dir: *labDir, RepoRoot: repoRoot, Cache: cache, Config: cfg.Client().RESTConfig(),
+		KindCluster: suite.kindCluster, Log: os.Stderr}
+}
+
+// deployLab deploys the lab under test and waits until it runs.
+func deployLab(cache *buildcache.Cache) func(context.Context, *envconf.Config) (context.Context, error) {
+	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+		if err := lab.Deploy(ctx, labOptions(cache, cfg)); err != nil {
 			return ctx, fail(err)
 		}
 		return ctx, nil

@@ -37,7 +37,7 @@ commands:
   cluster up        create the kind cluster, or reuse a healthy one
   cluster down      delete the kind cluster
   cluster kubeconfig  print the path of the cluster's kubeconfig
-  addons            install the lab's prerequisites (CSI hostpath storage) into the cluster
+  addons            install the lab's prerequisites (CSI hostpath storage, ingress controller) into the cluster
   lab [DIR]         deploy the lab from DIR (default manifests/lab) and wait until it runs
   lab-down [DIR]    remove it
 
@@ -157,8 +157,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return addons.InstallCSIHostpath(ctx, addons.Options{RepoRoot: root, Cache: cache, Config: rc,
-			KindCluster: *name, Source: source == cluster.Source, Log: stderr})
+		o := addons.Options{RepoRoot: root, Cache: cache, Config: rc, KindCluster: *name, Source: source == cluster.Source, Log: stderr}
+		if err := addons.InstallCSIHostpath(ctx, o); err != nil {
+			return err
+		}
+		return addons.InstallIngress(ctx, o)
 	}
 	return nil
 }

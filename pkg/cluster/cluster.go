@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/kind/pkg/apis/config/defaults"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 	kindcmd "sigs.k8s.io/kind/pkg/cmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
 	"github.com/stateful-conformance/stateful-conformance/pkg/docker"
@@ -208,7 +209,14 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 
 	provider := kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindcmd.NewLogger()))
 	c := &Cluster{Name: o.Name, Kubeconfig: o.Kubeconfig, Image: image, Source: source}
-	reused, err := reuse(ctx, provider, o, image)
+	// A cluster made from another config (a port mapping added, say) is not
+	// the one asked for: the config's hash is kept beside the kubeconfig.
+	effective, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	configKey := buildcache.NewHasher().String("kind-config", string(effective)).Sum()
+	reused, err := reuse(ctx, provider, o, image, configKey)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +241,9 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("creating kind cluster %q: %w", o.Name, err)
 	}
 	c.Created = true
+	if err := os.WriteFile(o.Kubeconfig+".config-key", []byte(configKey), 0o600); err != nil {
+		return nil, err
+	}
 	if err := waitHealthy(ctx, o.Kubeconfig, o.ReadyTimeout); err != nil {
 		_ = provider.Delete(o.Name, o.Kubeconfig)
 		return nil, fmt.Errorf("cluster %q did not become healthy within %s, deleted it: %w", o.Name, o.ReadyTimeout, err)
@@ -243,7 +254,7 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 
 // reuse reports whether cluster o.Name exists, runs image and is healthy. A
 // cluster of that name that is stale or unhealthy is deleted.
-func reuse(ctx context.Context, provider *kindcluster.Provider, o Options, image string) (bool, error) {
+func reuse(ctx context.Context, provider *kindcluster.Provider, o Options, image, configKey string) (bool, error) {
 	names, err := provider.List()
 	if err != nil {
 		return false, err
@@ -257,9 +268,12 @@ func reuse(ctx context.Context, provider *kindcluster.Provider, o Options, image
 	}
 	why := ""
 	running, _ := docker.Run(ctx, "inspect", "--format", "{{.State.Running}} {{.Config.Image}}", o.Name+"-control-plane")
+	madeFrom, _ := os.ReadFile(o.Kubeconfig + ".config-key")
 	switch {
 	case running != "true "+image:
 		why = fmt.Sprintf("its node runs %q, want running %s", running, image)
+	case string(madeFrom) != configKey:
+		why = "it was made from another kind config"
 	default:
 		kubeconfig, err := provider.KubeConfig(o.Name, false)
 		if err == nil {
@@ -327,6 +341,7 @@ func Down(ctx context.Context, cache *buildcache.Cache, name string, log io.Writ
 			if err := provider.Delete(name, kubeconfig); err != nil {
 				return err
 			}
+			os.Remove(kubeconfig + ".config-key")
 			return os.RemoveAll(kubeconfig)
 		}
 	}

@@ -83,10 +83,20 @@ func Key(ctx context.Context, spec Spec) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		// Label by the path inside the module: the same sources must give
+		// the same key wherever the checkout is and however it is named.
+		label := src
+		moduleDir, err1 := filepath.Abs(spec.ModuleDir)
+		absSrc, err2 := filepath.Abs(src)
+		if err1 == nil && err2 == nil {
+			if rel, err := filepath.Rel(moduleDir, absSrc); err == nil && !strings.HasPrefix(rel, "..") {
+				label = filepath.ToSlash(rel)
+			}
+		}
 		if info.IsDir() {
-			err = k.Tree(src, os.DirFS(src))
+			err = k.Tree(label, os.DirFS(src))
 		} else {
-			err = k.File(src, src)
+			err = k.File(label, src)
 		}
 		if err != nil {
 			return "", err

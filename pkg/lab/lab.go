@@ -145,4 +145,3 @@ func statefulSetReady(s *appsv1.StatefulSet) (bool, string) {
 	}
 	return false, fmt.Sprintf("statefulset %s/%s: %d/%d ready", s.Namespace, s.Name, st.ReadyReplicas, want)
 }
-

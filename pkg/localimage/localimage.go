@@ -36,9 +36,11 @@ type Program struct {
 	Package string
 	// User runs the program (default 65532, nobody; "0" for root).
 	User string
-	// Version, when set, is linked into the program's main.version (the
-	// upstream sidecars report it; unset they say "unknown").
-	Version string
+	// Version, when set, is linked into the variable VersionVar (default
+	// main.version; the upstream sidecars report it, unset they say
+	// "unknown").
+	Version    string
+	VersionVar string
 }
 
 // Image is a built image: its reference and a docker-archive holding it.
@@ -58,7 +60,10 @@ func Build(ctx context.Context, repoRoot string, cache *buildcache.Cache, prog P
 	}
 	ldflags := "-s -w"
 	if prog.Version != "" {
-		ldflags += " -X main.version=" + prog.Version
+		if prog.VersionVar == "" {
+			prog.VersionVar = "main.version"
+		}
+		ldflags += " -X " + prog.VersionVar + "=" + prog.Version
 	}
 	spec := gobuild.Spec{
 		Name:      prog.Name,
