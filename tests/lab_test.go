@@ -6,12 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
@@ -20,6 +22,7 @@ import (
 	"github.com/stateful-conformance/stateful-conformance/pkg/addons"
 	"github.com/stateful-conformance/stateful-conformance/pkg/docker"
 	"github.com/stateful-conformance/stateful-conformance/pkg/kube"
+	"github.com/stateful-conformance/stateful-conformance/pkg/manifest"
 )
 
 const labNamespace = "pacman"
@@ -204,4 +207,64 @@ func forwardToService(ctx context.Context, t *testing.T, cfg *envconf.Config, ns
 	ports, err := fw.GetPorts()
 	check(t, err)
 	return int(ports[0].Local)
+}
+
+// The lab on upstream images (manifests/lab-upstream) cannot run here, so
+// the API server validates and admits it, as new objects, in a server-side
+// dry run; a broken variant of it (tests/testdata/lab-upstream-broken) must
+// be refused.
+func TestUpstreamLabOverlay(t *testing.T) {
+	f := features.New("pacman lab on upstream images").WithLabel("area", "lab").
+		Assess("the upstream overlay passes a server-side dry run", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			objs, err := manifest.ReadDir(filepath.Join(repoRoot, "manifests/lab-upstream"))
+			check(t, err)
+			images := map[string]bool{}
+			for _, o := range objs {
+				for _, img := range manifest.Images(o) {
+					images[img] = true
+				}
+			}
+			for _, want := range []string{"quay.io/ifont/pacman-nodejs-app:latest", "mongo:5.0"} {
+				if !images[want] {
+					t.Fatalf("the overlay does not run %s: %v", want, images)
+				}
+			}
+			check(t, dryRun(ctx, t, cfg, objs))
+			return ctx
+		}).
+		Assess("a broken overlay is refused by the dry run", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			objs, err := manifest.ReadDir("testdata/lab-upstream-broken")
+			check(t, err)
+			err = dryRun(ctx, t, cfg, objs)
+			if err == nil {
+				t.Fatal("the dry run admitted a StatefulSet with an unknown podManagementPolicy")
+			}
+			t.Logf("refused: %v", err)
+			return ctx
+		}).Feature()
+	testenv.Test(t, f)
+}
+
+// dryRun has the API server admit objs as if created anew, in a namespace
+// of their own (the lab's namespace may exist already, and a dry-run of a
+// Namespace does not create it for the objects that follow).
+func dryRun(ctx context.Context, t *testing.T, cfg *envconf.Config, objs []*unstructured.Unstructured) error {
+	t.Helper()
+	ns := createNamespace(ctx, t, cfg, "dry-run")
+	defer deleteNamespace(ctx, t, clientset(t, cfg), ns)
+	var moved []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			continue
+		}
+		o = o.DeepCopy()
+		if o.GetNamespace() == labNamespace {
+			o.SetNamespace(ns)
+		}
+		moved = append(moved, o)
+	}
+	a, err := manifest.NewApplier(cfg.Client().RESTConfig())
+	check(t, err)
+	a.DryRun = true
+	return a.Apply(ctx, moved)
 }

@@ -45,8 +45,49 @@ func ReadFiles(files ...string) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// ReadDir decodes every *.yaml file of dir, files in name order.
+// BaseFile, in a manifest directory, makes it an overlay: it names (relative
+// to the directory) a base directory whose objects are read first; each
+// object of the overlay then replaces the base object of the same kind,
+// namespace and name, or is added.
+const BaseFile = "BASE"
+
+// ReadDir decodes every *.yaml file of dir, files in name order, over its
+// base when dir is an overlay.
 func ReadDir(dir string) ([]*unstructured.Unstructured, error) {
+	own, err := readYAMLDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	base, err := os.ReadFile(filepath.Join(dir, BaseFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return own, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	objs, err := ReadDir(filepath.Join(dir, strings.TrimSpace(string(base))))
+	if err != nil {
+		return nil, fmt.Errorf("base of %s: %w", dir, err)
+	}
+	index := map[string]int{}
+	for i, o := range objs {
+		index[identity(o)] = i
+	}
+	for _, o := range own {
+		if i, ok := index[identity(o)]; ok {
+			objs[i] = o
+		} else {
+			objs = append(objs, o)
+		}
+	}
+	return objs, nil
+}
+
+func identity(o *unstructured.Unstructured) string {
+	return o.GroupVersionKind().GroupKind().String() + "/" + o.GetNamespace() + "/" + o.GetName()
+}
+
+func readYAMLDir(dir string) ([]*unstructured.Unstructured, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		return nil, err
@@ -134,6 +175,9 @@ func SetImages(objs []*unstructured.Unstructured, images map[string]string) erro
 type Applier struct {
 	dyn    dynamic.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+	// DryRun has the API server validate and admit every object without
+	// storing it (server-side dry run).
+	DryRun bool
 }
 
 // NewApplier connects to the cluster of cfg.
@@ -165,7 +209,11 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 			}
 			ri = a.dyn.Resource(m.Resource).Namespace(o.GetNamespace())
 		}
-		if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+		if a.DryRun {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		if _, err := ri.Apply(ctx, o.GetName(), o, opts); err != nil {
 			return fmt.Errorf("applying %s %s: %w", gvk.Kind, qualified(o), err)
 		}
 	}
