@@ -142,18 +142,7 @@ func csiImages(ctx context.Context, o Options) (map[string]string, error) {
 			progs[s.upstream] = s.prog
 		}
 	}
-	images := map[string]string{}
-	for name, prog := range progs {
-		img, err := localimage.Build(ctx, o.RepoRoot, o.Cache, prog, o.Log)
-		if err != nil {
-			return nil, err
-		}
-		if err := localimage.LoadIntoKind(o.KindCluster, img); err != nil {
-			return nil, err
-		}
-		images[name] = img.Ref
-	}
-	return images, nil
+	return localimage.BuildAll(ctx, o.RepoRoot, o.Cache, o.KindCluster, progs, o.Log)
 }
 
 // snapshotCRDs reads the VolumeSnapshot CRDs that external-snapshotter's

@@ -43,14 +43,11 @@ func InstallIngress(ctx context.Context, o Options) error {
 		if o.KindCluster == "" {
 			return fmt.Errorf("Traefik built from source can only be loaded into a kind cluster")
 		}
-		img, err := localimage.Build(ctx, o.RepoRoot, o.Cache, traefik, o.Log)
+		images, err := localimage.BuildAll(ctx, o.RepoRoot, o.Cache, o.KindCluster, map[string]localimage.Program{traefikImage: traefik}, o.Log)
 		if err != nil {
 			return err
 		}
-		if err := localimage.LoadIntoKind(o.KindCluster, img); err != nil {
-			return err
-		}
-		if err := manifest.SetImages(objs, map[string]string{traefikImage: img.Ref}); err != nil {
+		if err := manifest.SetImages(objs, images); err != nil {
 			return err
 		}
 	}

@@ -112,7 +112,7 @@ func buildImages(ctx context.Context, o Options, objs []*unstructured.Unstructur
 			named[img] = true
 		}
 	}
-	out := map[string]string{}
+	progs := map[string]localimage.Program{}
 	for ref, prog := range Images {
 		if !named[ref] {
 			continue
@@ -120,16 +120,9 @@ func buildImages(ctx context.Context, o Options, objs []*unstructured.Unstructur
 		if o.KindCluster == "" {
 			return nil, fmt.Errorf("the lab names %s, built here, and only a kind cluster can have it loaded", ref)
 		}
-		img, err := localimage.Build(ctx, o.RepoRoot, o.Cache, prog, o.Log)
-		if err != nil {
-			return nil, err
-		}
-		if err := localimage.LoadIntoKind(o.KindCluster, img); err != nil {
-			return nil, err
-		}
-		out[ref] = img.Ref
+		progs[ref] = prog
 	}
-	return out, nil
+	return localimage.BuildAll(ctx, o.RepoRoot, o.Cache, o.KindCluster, progs, o.Log)
 }
 
 // statefulSetReady passes a StatefulSet whose replicas are all updated and

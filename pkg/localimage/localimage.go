@@ -105,6 +105,23 @@ func Build(ctx context.Context, repoRoot string, cache *buildcache.Cache, prog P
 	return img, nil
 }
 
+// BuildAll builds each program and loads it into kind cluster clusterName;
+// it returns, for each key of progs, the reference of its image.
+func BuildAll(ctx context.Context, repoRoot string, cache *buildcache.Cache, clusterName string, progs map[string]Program, log io.Writer) (map[string]string, error) {
+	refs := map[string]string{}
+	for name, prog := range progs {
+		img, err := Build(ctx, repoRoot, cache, prog, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := LoadIntoKind(clusterName, img); err != nil {
+			return nil, err
+		}
+		refs[name] = img.Ref
+	}
+	return refs, nil
+}
+
 // LoadIntoKind imports img into the containerd of every node of kind
 // cluster clusterName (what "kind load image-archive" does).
 func LoadIntoKind(clusterName string, img Image) error {
