@@ -98,26 +98,19 @@ func InstallCSIHostpath(ctx context.Context, o Options) error {
 	if err := waitEstablished(wait, o.Config, crds); err != nil {
 		return fmt.Errorf("snapshot CRDs: %w", err)
 	}
-	applier.Reset()
 	objs, err := manifest.ReadDir(filepath.Join(o.RepoRoot, "manifests/csi-hostpath"))
 	if err != nil {
 		return err
 	}
-	if err := manifest.SetImages(objs, images); err != nil {
-		return err
-	}
-	if err := applier.Apply(ctx, objs); err != nil {
+	if err := manifest.ApplyTo(ctx, o.Config, objs, images); err != nil {
 		return err
 	}
 	cs, err := kubernetes.NewForConfig(o.Config)
 	if err != nil {
 		return err
 	}
-	if err := kube.WaitForDaemonSet(wait, cs, CSINamespace, "csi-hostpath-plugin"); err != nil {
-		return fmt.Errorf("CSI hostpath plugin: %w", err)
-	}
-	if err := kube.WaitForDeployment(wait, cs, CSINamespace, "snapshot-controller"); err != nil {
-		return fmt.Errorf("snapshot controller: %w", err)
+	if err := kube.WaitForWorkloads(wait, cs, objs); err != nil {
+		return fmt.Errorf("CSI hostpath storage: %w", err)
 	}
 	if err := kube.WaitForCSIDriverOnNodes(wait, cs, csihostpath.DriverName); err != nil {
 		return fmt.Errorf("CSI hostpath plugin: %w", err)

@@ -39,23 +39,16 @@ func InstallIngress(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	images := map[string]string{}
 	if o.Source {
 		if o.KindCluster == "" {
 			return fmt.Errorf("Traefik built from source can only be loaded into a kind cluster")
 		}
-		images, err := localimage.BuildAll(ctx, o.RepoRoot, o.Cache, o.KindCluster, map[string]localimage.Program{traefikImage: traefik}, o.Log)
-		if err != nil {
-			return err
-		}
-		if err := manifest.SetImages(objs, images); err != nil {
+		if images, err = localimage.BuildAll(ctx, o.RepoRoot, o.Cache, o.KindCluster, map[string]localimage.Program{traefikImage: traefik}, o.Log); err != nil {
 			return err
 		}
 	}
-	applier, err := manifest.NewApplier(o.Config)
-	if err != nil {
-		return err
-	}
-	if err := applier.Apply(ctx, objs); err != nil {
+	if err := manifest.ApplyTo(ctx, o.Config, objs, images); err != nil {
 		return err
 	}
 	cs, err := kubernetes.NewForConfig(o.Config)
@@ -64,7 +57,7 @@ func InstallIngress(ctx context.Context, o Options) error {
 	}
 	wait, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	if err := kube.WaitForDeployment(wait, cs, IngressNamespace, "traefik"); err != nil {
+	if err := kube.WaitForWorkloads(wait, cs, objs); err != nil {
 		return fmt.Errorf("ingress controller: %w", err)
 	}
 	fmt.Fprintf(o.Log, "• ingress controller ready in %s (default IngressClass traefik, node port %d)\n", time.Since(start).Round(100*time.Millisecond), IngressNodePort)

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -221,4 +222,38 @@ func WaitForEvent(ctx context.Context, cs kubernetes.Interface, namespace, name,
 		return "", fmt.Errorf("no %s event for %s/%s: %w", reason, namespace, name, err)
 	}
 	return message, nil
+}
+
+// StatefulSetReady passes a StatefulSet whose replicas are all updated and
+// ready.
+func StatefulSetReady(s *appsv1.StatefulSet) (bool, string) {
+	want := int32(1)
+	if s.Spec.Replicas != nil {
+		want = *s.Spec.Replicas
+	}
+	st := s.Status
+	if st.ObservedGeneration >= s.Generation && st.ReadyReplicas == want && st.UpdatedReplicas == want && st.CurrentRevision == st.UpdateRevision {
+		return true, ""
+	}
+	return false, fmt.Sprintf("statefulset %s/%s: %d/%d ready", s.Namespace, s.Name, st.ReadyReplicas, want)
+}
+
+// WaitForWorkloads waits until every Deployment, StatefulSet and DaemonSet
+// among objs is ready, in order.
+func WaitForWorkloads(ctx context.Context, cs kubernetes.Interface, objs []*unstructured.Unstructured) error {
+	for _, o := range objs {
+		var err error
+		switch o.GetKind() {
+		case "Deployment":
+			err = WaitForDeployment(ctx, cs, o.GetNamespace(), o.GetName())
+		case "StatefulSet":
+			err = WaitForAll(ctx, ListWatch(cs.AppsV1().RESTClient(), "statefulsets", o.GetNamespace(), o.GetName()), &appsv1.StatefulSet{}, StatefulSetReady)
+		case "DaemonSet":
+			err = WaitForDaemonSet(ctx, cs, o.GetNamespace(), o.GetName())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

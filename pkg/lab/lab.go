@@ -10,7 +10,6 @@ import (
 	"io"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -59,14 +58,7 @@ func Deploy(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := manifest.SetImages(objs, images); err != nil {
-		return err
-	}
-	applier, err := manifest.NewApplier(o.Config)
-	if err != nil {
-		return err
-	}
-	if err := applier.Apply(ctx, objs); err != nil {
+	if err := manifest.ApplyTo(ctx, o.Config, objs, images); err != nil {
 		return err
 	}
 	cs, err := kubernetes.NewForConfig(o.Config)
@@ -75,16 +67,8 @@ func Deploy(ctx context.Context, o Options) error {
 	}
 	wait, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	for _, obj := range objs {
-		switch obj.GetKind() {
-		case "StatefulSet":
-			err = kube.WaitForAll(wait, kube.ListWatch(cs.AppsV1().RESTClient(), "statefulsets", obj.GetNamespace(), obj.GetName()), &appsv1.StatefulSet{}, statefulSetReady)
-		case "Deployment":
-			err = kube.WaitForDeployment(wait, cs, obj.GetNamespace(), obj.GetName())
-		}
-		if err != nil {
-			return fmt.Errorf("lab %s: %w", o.Dir, err)
-		}
+	if err := kube.WaitForWorkloads(wait, cs, objs); err != nil {
+		return fmt.Errorf("lab %s: %w", o.Dir, err)
 	}
 	fmt.Fprintf(o.Log, "• lab ready in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
@@ -123,18 +107,4 @@ func buildImages(ctx context.Context, o Options, objs []*unstructured.Unstructur
 		progs[ref] = prog
 	}
 	return localimage.BuildAll(ctx, o.RepoRoot, o.Cache, o.KindCluster, progs, o.Log)
-}
-
-// statefulSetReady passes a StatefulSet whose replicas are all updated and
-// ready.
-func statefulSetReady(s *appsv1.StatefulSet) (bool, string) {
-	want := int32(1)
-	if s.Spec.Replicas != nil {
-		want = *s.Spec.Replicas
-	}
-	st := s.Status
-	if st.ObservedGeneration >= s.Generation && st.ReadyReplicas == want && st.UpdatedReplicas == want && st.CurrentRevision == st.UpdateRevision {
-		return true, ""
-	}
-	return false, fmt.Sprintf("statefulset %s/%s: %d/%d ready", s.Namespace, s.Name, st.ReadyReplicas, want)
 }

@@ -241,6 +241,19 @@ func (a *Applier) Delete(ctx context.Context, objs []*unstructured.Unstructured)
 	return errors.Join(errs...)
 }
 
+// ApplyTo applies objs to the cluster of cfg, with the images of SetImages
+// replaced first.
+func ApplyTo(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured, images map[string]string) error {
+	if err := SetImages(objs, images); err != nil {
+		return err
+	}
+	a, err := NewApplier(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Apply(ctx, objs)
+}
+
 // Reset forgets cached API discovery (after new CRDs).
 func (a *Applier) Reset() { a.mapper.Reset() }
 
