@@ -265,11 +265,6 @@ func kindNode(t *testing.T) string {
 	return nodes[0]
 }
 
-// localImageOfNode is the image a kind node container runs.
-func localImageOfNode(ctx context.Context, node string) (string, error) {
-	return docker.Run(ctx, "inspect", "--format", "{{.Config.Image}}", node)
-}
-
 // egressWithoutReject checks the node's live rules with the egress chain's
 // final REJECT taken out (in the copy, not on the node).
 func egressWithoutReject(ctx context.Context, t *testing.T) error {

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -128,10 +127,9 @@ func useCluster(ctx context.Context, cfg *envconf.Config) (context.Context, erro
 		return ctx, fail(fmt.Errorf("--kubeconfig %s: %w", cfg.KubeconfigFile(), err))
 	}
 	if raw.CurrentContext == "kind-"+*clusterName {
-		if nodes, err := cluster.Nodes(*clusterName); err == nil && len(nodes) > 0 {
+		if source, err := cluster.RunsSourceImages(ctx, *clusterName); err == nil {
 			suite.kindCluster = *clusterName
-			image, _ := localImageOfNode(ctx, nodes[0])
-			suite.source = strings.HasPrefix(image, "stateful-conformance/node:")
+			suite.source = source
 		}
 	}
 	return ctx, nil

@@ -153,11 +153,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		source, _, err := cluster.Resolve(ctx, cluster.ImageSource(*images))
+		// What the cluster runs decides, not IMAGES: a cluster built from
+		// source gets its add-ons from source too.
+		source, err := cluster.RunsSourceImages(ctx, *name)
 		if err != nil {
 			return err
 		}
-		o := addons.Options{RepoRoot: root, Cache: cache, Config: rc, KindCluster: *name, Source: source == cluster.Source, Log: stderr}
+		o := addons.Options{RepoRoot: root, Cache: cache, Config: rc, KindCluster: *name, Source: source, Log: stderr}
 		if err := addons.InstallCSIHostpath(ctx, o); err != nil {
 			return err
 		}

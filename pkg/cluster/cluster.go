@@ -349,6 +349,23 @@ func Down(ctx context.Context, cache *buildcache.Cache, name string, log io.Writ
 	return os.RemoveAll(kubeconfig)
 }
 
+// RunsSourceImages reports whether kind cluster name runs a node image built
+// here; its add-ons must then be built here too (nothing can be pulled).
+func RunsSourceImages(ctx context.Context, name string) (bool, error) {
+	nodes, err := Nodes(name)
+	if err != nil {
+		return false, err
+	}
+	if len(nodes) == 0 {
+		return false, fmt.Errorf("kind cluster %q has no nodes: create it with make cluster", name)
+	}
+	image, err := docker.Run(ctx, "inspect", "--format", "{{.Config.Image}}", nodes[0])
+	if err != nil {
+		return false, err
+	}
+	return strings.HasPrefix(image, nodeimage.Repository+":"), nil
+}
+
 // Nodes lists the node container names of cluster name.
 func Nodes(name string) ([]string, error) {
 	provider := kindcluster.NewProvider(kindcluster.ProviderWithDocker())

@@ -117,24 +117,9 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 // NodeGetVolumeStats reports the volume's capacity, what its files use and
 // the inodes of the file system under it.
 func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
-	switch {
-	case req.GetVolumeId() == "":
-		return nil, status.Error(codes.InvalidArgument, "volume ID missing")
-	case req.GetVolumePath() == "":
-		return nil, status.Error(codes.InvalidArgument, "volume path missing")
-	}
-	d.mu.Lock()
-	v, ok := d.state.Volumes[req.GetVolumeId()]
-	var capacity int64
-	if ok {
-		capacity = v.Capacity
-	}
-	d.mu.Unlock()
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "volume %s not found", req.GetVolumeId())
-	}
-	if _, err := os.Stat(req.GetVolumePath()); err != nil {
-		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)
+	capacity, err := d.capacityAt(req.GetVolumeId(), req.GetVolumePath())
+	if err != nil {
+		return nil, err
 	}
 	used, err := diskUsage(d.volumePath(req.GetVolumeId()))
 	if err != nil {
@@ -157,22 +142,36 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 // NodeExpandVolume has nothing to grow on the node (a directory has no file
 // system of its own); it reports the capacity the controller recorded.
 func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
-	switch {
-	case req.GetVolumeId() == "":
-		return nil, status.Error(codes.InvalidArgument, "volume ID missing")
-	case req.GetVolumePath() == "":
-		return nil, status.Error(codes.InvalidArgument, "volume path missing")
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	v, err := d.volume(req.GetVolumeId())
+	capacity, err := d.capacityAt(req.GetVolumeId(), req.GetVolumePath())
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(req.GetVolumePath()); err != nil {
-		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)
+	return &csi.NodeExpandVolumeResponse{CapacityBytes: capacity}, nil
+}
+
+// capacityAt checks a request naming volume id at path (both given, the
+// volume known, the path there) and returns the volume's capacity.
+func (d *Driver) capacityAt(id, path string) (int64, error) {
+	switch {
+	case id == "":
+		return 0, status.Error(codes.InvalidArgument, "volume ID missing")
+	case path == "":
+		return 0, status.Error(codes.InvalidArgument, "volume path missing")
 	}
-	return &csi.NodeExpandVolumeResponse{CapacityBytes: v.Capacity}, nil
+	d.mu.Lock()
+	v, err := d.volume(id)
+	var capacity int64
+	if err == nil {
+		capacity = v.Capacity
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return 0, status.Errorf(codes.NotFound, "volume path %s: %v", path, err)
+	}
+	return capacity, nil
 }
 
 // diskUsage adds up the sizes of the files below dir.

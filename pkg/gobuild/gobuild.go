@@ -157,7 +157,7 @@ func Build(ctx context.Context, cache *buildcache.Cache, spec Spec, log io.Write
 		err := cmd.Run()
 		stop()
 		if err != nil {
-			return fmt.Errorf("go %s: %w\n%s", cmd.Args[1], err, tail(stderr.String(), 40))
+			return fmt.Errorf("go %s: %w\n%s", cmd.Args[1], err, LastLines(stderr.String(), 40))
 		}
 		return nil
 	})
@@ -199,7 +199,8 @@ func binaries(dir string) []string {
 	return out
 }
 
-func tail(s string, lines int) string {
+// LastLines is the last n lines of s, for errors that quote a tool's output.
+func LastLines(s string, lines int) string {
 	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(parts) > lines {
 		parts = parts[len(parts)-lines:]

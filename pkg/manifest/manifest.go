@@ -123,39 +123,48 @@ func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 	}
 }
 
+// eachContainer calls fn with every container and init container of obj's
+// pod template (or of obj, a Pod); changes fn makes are kept.
+func eachContainer(obj *unstructured.Unstructured, fn func(c map[string]any)) error {
+	spec := []string{"spec", "template", "spec"}
+	if obj.GetKind() == "Pod" {
+		spec = []string{"spec"}
+	}
+	for _, field := range []string{"containers", "initContainers"} {
+		path := append(append([]string{}, spec...), field)
+		containers, found, err := unstructured.NestedSlice(obj.Object, path...)
+		if err != nil || !found {
+			continue
+		}
+		for _, c := range containers {
+			if cm, ok := c.(map[string]any); ok {
+				fn(cm)
+			}
+		}
+		// NestedSlice returned a copy.
+		if err := unstructured.SetNestedSlice(obj.Object, containers, path...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SetImages replaces container images in the pod templates (and pods) of
 // objs: each image that is a key of images becomes its value. It fails if a
 // key matches nothing, so a renamed image cannot be silently left upstream.
 func SetImages(objs []*unstructured.Unstructured, images map[string]string) error {
 	used := map[string]bool{}
 	for _, o := range objs {
-		paths := [][]string{{"spec", "template", "spec"}}
-		if o.GetKind() == "Pod" {
-			paths = [][]string{{"spec"}}
-		}
-		for _, p := range paths {
-			for _, field := range []string{"containers", "initContainers"} {
-				containers, found, err := unstructured.NestedSlice(o.Object, append(p, field)...)
-				if err != nil || !found {
-					continue
-				}
-				for i, c := range containers {
-					cm, ok := c.(map[string]any)
-					if !ok {
-						continue
-					}
-					if img, ok := cm["image"].(string); ok {
-						if repl, ok := images[img]; ok {
-							cm["image"] = repl
-							used[img] = true
-						}
-					}
-					containers[i] = cm
-				}
-				if err := unstructured.SetNestedSlice(o.Object, containers, append(p, field)...); err != nil {
-					return err
+		err := eachContainer(o, func(c map[string]any) {
+			if img, ok := c["image"].(string); ok {
+				if repl, ok := images[img]; ok {
+					c["image"] = repl
+					used[img] = true
 				}
 			}
+		})
+		if err != nil {
+			return err
 		}
 	}
 	var missing []string
@@ -266,20 +275,11 @@ func qualified(o *unstructured.Unstructured) string {
 
 // Images lists the container images of obj's pod template (or pod).
 func Images(obj *unstructured.Unstructured) []string {
-	path := []string{"spec", "template", "spec"}
-	if obj.GetKind() == "Pod" {
-		path = []string{"spec"}
-	}
 	var out []string
-	for _, field := range []string{"containers", "initContainers"} {
-		containers, _, _ := unstructured.NestedSlice(obj.Object, append(path, field)...)
-		for _, c := range containers {
-			if cm, ok := c.(map[string]any); ok {
-				if img, ok := cm["image"].(string); ok {
-					out = append(out, img)
-				}
-			}
+	_ = eachContainer(obj, func(c map[string]any) {
+		if img, ok := c["image"].(string); ok {
+			out = append(out, img)
 		}
-	}
+	})
 	return out
 }

@@ -327,7 +327,7 @@ func (p *plan) rootfsImage(ctx context.Context) (string, error) {
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(pkgs, ","), debianSuite, dir, p.o.DebianMirror)
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("debootstrap %s from %s failed: %w\n%s", debianSuite, p.o.DebianMirror, err, lastLines(logBuf.String(), 20))
+		return "", fmt.Errorf("debootstrap %s from %s failed: %w\n%s", debianSuite, p.o.DebianMirror, err, gobuild.LastLines(logBuf.String(), 20))
 	}
 	for _, junk := range []string{"var/cache/apt", "var/lib/apt/lists", "usr/share/man", "usr/share/locale", "etc/hostname"} {
 		if err := os.RemoveAll(filepath.Join(dir, junk)); err != nil {
@@ -505,12 +505,4 @@ func readList(file string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
