@@ -21,11 +21,11 @@ TOOL := $(GO) run ./cmd/stateful-conformance
 # dependencies stay out of the suite's go.mod); their tests run there.
 OWN_MODULES := images/mongo images/pacman
 
-.PHONY: help test lint unit e2e deps node-image cluster addons lab lab-down cluster-down kubeconfig probe-image clean-cache
+.PHONY: help test lint unit e2e mutation deps node-image cluster addons lab lab-down cluster-down kubeconfig probe-image clean-cache
 
 help:
 	@sed -n 's/^# \{0,1\}//p' Makefile | sed -n '1,9p'
-	@echo "targets: test lint unit e2e node-image cluster cluster-down kubeconfig probe-image"
+	@echo "targets: test lint unit e2e mutation node-image cluster cluster-down kubeconfig probe-image"
 
 ## test: formatting, vet and unit tests (no cluster needed).
 test: lint unit
@@ -44,6 +44,16 @@ unit:
 # The kind-config path is relative to the checkout; go test runs in tests/.
 e2e: deps
 	$(GO) test -count=1 -v -timeout 60m ./tests -args --kind-config=$(abspath $(KIND_CONFIG)) $(E2E_FLAGS)
+
+## mutation: the behaviour features against each broken lab of tests/testdata/broken
+# (CASES="a b" for some; BASELINE=_artifacts/results.json reuses a run on the
+# correct lab); the cluster is kept between cases and deleted at the end
+# unless KEEP_CLUSTER=true.
+CASES ?=
+BASELINE ?=
+mutation: deps
+	@status=0; $(TOOL) mutation $(if $(BASELINE),-baseline=$(abspath $(BASELINE))) $(CASES) || status=$$?; \
+	  if [ "$(KEEP_CLUSTER)" != true ]; then $(TOOL) cluster down; fi; exit $$status
 
 ## deps: what building from source needs beside Go and Docker (Debian packages).
 deps:

@@ -192,10 +192,11 @@ func createSmokeWorkload(ctx context.Context, cs kubernetes.Interface, ns string
 	return nil
 }
 
+// check fails the test with err, which is also its verdict.
 func check(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 }
 

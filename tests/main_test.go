@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/e2e-framework/pkg/env"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
@@ -24,7 +26,10 @@ import (
 	"github.com/stateful-conformance/stateful-conformance/pkg/buildcache"
 	"github.com/stateful-conformance/stateful-conformance/pkg/cluster"
 	"github.com/stateful-conformance/stateful-conformance/pkg/lab"
+	"github.com/stateful-conformance/stateful-conformance/pkg/labcheck"
 	"github.com/stateful-conformance/stateful-conformance/pkg/localimage"
+	"github.com/stateful-conformance/stateful-conformance/pkg/manifest"
+	"github.com/stateful-conformance/stateful-conformance/pkg/verdict"
 )
 
 // repoRoot is the checkout; go test runs in tests/.
@@ -39,7 +44,12 @@ var (
 	keepCluster = flag.Bool("keep-cluster", envBool("KEEP_CLUSTER"), "keep the kind cluster the suite created [KEEP_CLUSTER]")
 	labDir      = flag.String("lab-dir", envOr("LAB_DIR", filepath.Join(repoRoot, "manifests/lab")), "the lab's manifests to certify [LAB_DIR]")
 	probeRef    = flag.String("probe-image", os.Getenv("PROBE_IMAGE"), "probe image the cluster can pull, for a --kubeconfig cluster that is not kind [PROBE_IMAGE]")
+	reportDir   = flag.String("report-dir", envOr("REPORT_DIR", filepath.Join(repoRoot, "_artifacts")), "where the run's verdicts are written (results.json) [REPORT_DIR]")
+	labWait     = flag.Duration("lab-timeout", 2*time.Minute, "how long the lab may take to run before the features go on without it")
 )
+
+// results are the behaviour features' verdicts, written to --report-dir.
+var results *verdict.Recorder
 
 // suite is what the setup learned, for the features.
 var suite struct {
@@ -49,6 +59,10 @@ var suite struct {
 	// source is true when every image came from source (no pull may happen).
 	source bool
 	probe  string
+	// lab names the lab's parts; its namespace comes from the manifests.
+	lab labcheck.Names
+	// dbReplicas and frontendReplicas are what the lab's manifests ask for.
+	dbReplicas, frontendReplicas int32
 }
 
 func envOr(name, def string) string {
@@ -75,6 +89,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(2)
 	}
+	// A lab that cannot be read is bad input: say so before any cluster work.
+	if err := readLab(*labDir); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(2)
+	}
+	results = verdict.NewRecorder(*labDir)
+	testenv.Finish(writeReport)
 	if testenv.EnvConf().KubeconfigFile() == "" {
 		testenv.Setup(createCluster(cache))
 		if !*keepCluster {
@@ -181,12 +202,69 @@ func labOptions(cache *buildcache.Cache, cfg *envconf.Config) lab.Options {
 		KindCluster: suite.kindCluster, Log: os.Stderr}
 }
 
-// deployLab deploys the lab under test and waits until it runs.
+// deployLab deploys the lab under test, fresh (an earlier lab's namespace
+// is removed first), and waits a bounded time until it runs. A lab that
+// does not run is not a setup error: what is wrong is recorded and printed,
+// and every feature still gives its own verdict.
 func deployLab(cache *buildcache.Cache) func(context.Context, *envconf.Config) (context.Context, error) {
 	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
-		if err := lab.Deploy(ctx, labOptions(cache, cfg)); err != nil {
-			return ctx, fail(err)
+		o := labOptions(cache, cfg)
+		o.Fresh, o.Timeout = true, *labWait
+		if err := lab.Deploy(ctx, o); err != nil {
+			results.LabProblem(err.Error())
+			fmt.Fprintf(os.Stderr, "• the lab from %s does not fully run: %v\n  the features go on and each gives its verdict\n", *labDir, err)
 		}
 		return ctx, nil
 	}
+}
+
+// readLab learns the lab's namespace and replicas from its manifests.
+func readLab(dir string) error {
+	objs, err := manifest.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("--lab-dir %s: %w", dir, err)
+	}
+	ns := ""
+	suite.dbReplicas, suite.frontendReplicas = 1, 1
+	for _, o := range objs {
+		replicas, found, _ := unstructured.NestedInt64(o.Object, "spec", "replicas")
+		switch {
+		case o.GetKind() == "StatefulSet" && o.GetName() == "mongo":
+			ns = o.GetNamespace()
+			if found {
+				suite.dbReplicas = int32(replicas)
+			}
+		case o.GetKind() == "Deployment" && o.GetName() == "pacman" && found:
+			suite.frontendReplicas = int32(replicas)
+		case o.GetKind() == "Namespace" && ns == "":
+			ns = o.GetName()
+		}
+	}
+	if ns == "" {
+		return fmt.Errorf("--lab-dir %s: no StatefulSet mongo and no Namespace in its manifests: is it the pacman lab?", dir)
+	}
+	suite.lab = labcheck.Lesson(ns)
+	return nil
+}
+
+// writeReport writes the verdicts and prints them, one line per feature.
+func writeReport(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+	path, err := results.Write(*reportDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error: writing the report:", err)
+		return ctx, err
+	}
+	rep := results.Report()
+	fmt.Fprintf(os.Stderr, "\n• verdicts for the lab in %s (%s):\n", *labDir, path)
+	for _, p := range rep.LabProblems {
+		fmt.Fprintf(os.Stderr, "  lab problem: %s\n", p)
+	}
+	for _, f := range rep.Features {
+		line := fmt.Sprintf("  %-7s %s", f.Status, f.Name)
+		if m := f.Messages(); m != "" {
+			line += ": " + m
+		}
+		fmt.Fprintln(os.Stderr, line)
+	}
+	return ctx, nil
 }

@@ -40,12 +40,18 @@ commands:
   addons            install the lab's prerequisites (CSI hostpath storage, ingress controller) into the cluster
   lab [DIR]         deploy the lab from DIR (default manifests/lab) and wait until it runs
   lab-down [DIR]    remove it
+  mutation [CASE...]  run the suite against each broken lab of tests/testdata/broken (all
+                    without CASE) on the kind cluster, and pass only if each is caught by
+                    its expected feature with its expected cause; writes docs/mutation.md
+                    when every case ran
 
 flags (each also read from the environment variable in brackets):
   -name NAME        cluster name [CLUSTER_NAME] (default stateful-conformance)
   -kind-config F    kind cluster config [KIND_CONFIG] (default kind-config.yaml)
   -images SOURCE    auto, source or upstream [IMAGES] (default auto)
   -repo DIR         the project checkout (default .)
+  -baseline FILE    mutation: the verdicts of a run on the correct lab (results.json);
+                    without it, the correct lab is run first
 build outputs are cached in $SC_CACHE_DIR (default ~/.cache/stateful-conformance).`
 
 func main() {
@@ -84,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd, args = "cluster "+args[0], args[1:]
 	}
 	switch cmd {
-	case "node-image", "image", "cluster up", "cluster down", "cluster kubeconfig", "addons", "lab", "lab-down":
+	case "node-image", "image", "cluster up", "cluster down", "cluster kubeconfig", "addons", "lab", "lab-down", "mutation":
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -94,6 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	kindConfig := fs.String("kind-config", envOr("KIND_CONFIG", "kind-config.yaml"), "")
 	images := fs.String("images", envOr("IMAGES", string(cluster.Auto)), "")
 	repo := fs.String("repo", ".", "")
+	baseline := fs.String("baseline", "", "")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -148,6 +155,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return lab.Remove(ctx, o)
 		}
 		return lab.Deploy(ctx, o)
+	case "mutation":
+		return runMutation(ctx, mutationOptions{Root: root, KindConfig: *kindConfig, Name: *name, Baseline: *baseline, Cases: fs.Args(), Log: stderr})
 	case "addons":
 		rc, err := restConfig(cache, *name)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,9 @@ const usage = `usage: probe [-timeout 5s] COMMAND
   serve [ADDR]        serve HTTP on ADDR (default :8080): GET / answers the hostname
   lookup NAME         resolve NAME with the pod's resolver (search list included)
   get URL             GET URL and print the body
+  fetch N URL...      GET each URL N times; print "STATUS BODY" (or "error MSG")
+                      per response, one line each, never failing on HTTP errors
+  hostname            print the pod's hostname
   connect HOST:PORT   open a TCP connection and report connected, refused or timeout
   write FILE TEXT     write TEXT to FILE (and fsync it)
   read FILE           print FILE
@@ -92,6 +96,23 @@ func run(ctx context.Context, timeout time.Duration, args []string) error {
 		}
 		fmt.Println(strings.TrimSpace(string(body)))
 		return nil
+	case "fetch":
+		if len(args) < 3 {
+			return fmt.Errorf("fetch needs N and at least one URL\n%s", usage)
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 || n > 1000 {
+			return fmt.Errorf("fetch: N must be 1 to 1000, not %q", args[1])
+		}
+		fetch(ctx, timeout, n, args[2:])
+		return nil
+	case "hostname":
+		name, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		fmt.Println(name)
+		return nil
 	case "connect":
 		addr, err := arg()
 		if err != nil {
@@ -132,6 +153,30 @@ func run(ctx context.Context, timeout time.Duration, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// fetch GETs each URL n times, one line per response; bodies are folded
+// onto their line. Keep-alives are off, so each request is a new connection
+// (a Service then picks an endpoint per request).
+func fetch(ctx context.Context, timeout time.Duration, n int, urls []string) {
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, u := range urls {
+		for i := 0; i < n; i++ {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				fmt.Println("error", err)
+				continue
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				fmt.Println("error", strings.ReplaceAll(err.Error(), "\n", " "))
+				continue
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			fmt.Println(resp.StatusCode, strings.Join(strings.Fields(string(body)), " "))
+		}
+	}
 }
 
 // connect reports how a TCP connection attempt ended, as one word.

@@ -10,6 +10,9 @@ import (
 	"io"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -40,7 +43,13 @@ type Options struct {
 	Log         io.Writer
 	// Timeout bounds the wait for the lab to run (default 5 minutes).
 	Timeout time.Duration
+	// Fresh deletes the lab's namespaces first, when this project made them,
+	// so that nothing of an earlier run or of another lab is left.
+	Fresh bool
 }
+
+// ResetTimeout bounds the wait for an earlier lab's namespace to go.
+const ResetTimeout = 3 * time.Minute
 
 // Deploy applies the lab and waits until every StatefulSet and Deployment
 // it has is ready.
@@ -53,16 +62,21 @@ func Deploy(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Log, "• deploying the lab from %s\n", o.Dir)
+	cs, err := kubernetes.NewForConfig(o.Config)
+	if err != nil {
+		return err
+	}
+	if o.Fresh {
+		if err := removeNamespaces(ctx, cs, objs, o.Log); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(o.Log, "• deploying the lab from %s (waiting up to %s for it to run)\n", o.Dir, o.Timeout)
 	images, err := buildImages(ctx, o, objs)
 	if err != nil {
 		return err
 	}
 	if err := manifest.ApplyTo(ctx, o.Config, objs, images); err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(o.Config)
-	if err != nil {
 		return err
 	}
 	wait, cancel := context.WithTimeout(ctx, o.Timeout)
@@ -85,6 +99,49 @@ func Remove(ctx context.Context, o Options) error {
 		return err
 	}
 	return applier.Delete(ctx, objs)
+}
+
+// removeNamespaces deletes the namespaces objs create, when they exist and
+// this project made them, and waits until they are gone (with their claims,
+// so their volumes are released). A namespace someone else made is refused.
+func removeNamespaces(ctx context.Context, cs kubernetes.Interface, objs []*unstructured.Unstructured, log io.Writer) error {
+	for _, o := range objs {
+		if o.GetKind() != "Namespace" {
+			continue
+		}
+		ns, err := cs.CoreV1().Namespaces().Get(ctx, o.GetName(), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !madeHere(ns.ManagedFields) {
+			return fmt.Errorf("namespace %s exists and was not made by %s: delete it, or deploy the lab into a cluster without it", ns.Name, manifest.FieldManager)
+		}
+		start := time.Now()
+		fmt.Fprintf(log, "• removing the earlier lab's namespace %s (up to %s)\n", ns.Name, ResetTimeout)
+		if err := cs.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		wait, cancel := context.WithTimeout(ctx, ResetTimeout)
+		err = kube.WaitGone(wait, kube.ListWatch(cs.CoreV1().RESTClient(), "namespaces", "", ns.Name), &corev1.Namespace{})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("namespace %s: %w", ns.Name, err)
+		}
+		fmt.Fprintf(log, "  namespace %s gone in %s\n", ns.Name, time.Since(start).Round(100*time.Millisecond))
+	}
+	return nil
+}
+
+func madeHere(fields []metav1.ManagedFieldsEntry) bool {
+	for _, f := range fields {
+		if f.Manager == manifest.FieldManager {
+			return true
+		}
+	}
+	return false
 }
 
 // buildImages builds the project's images the manifests name and loads them
