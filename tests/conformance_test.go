@@ -381,7 +381,8 @@ func (g *game) untilListed(ctx context.Context, names []string, bound time.Durat
 }
 
 // runProbePod starts a probe pod in the lab's namespace (DNS short names
-// resolve as the lab's pods resolve them) and deletes it when the test ends.
+// resolve as the lab's pods resolve them); the feature's teardown deletes it
+// with deleteProbePod.
 func runProbePod(ctx context.Context, t *testing.T, cfg *envconf.Config, prefix string) string {
 	t.Helper()
 	cs := clientset(t, cfg)
@@ -396,13 +397,20 @@ func runProbePod(ctx context.Context, t *testing.T, cfg *envconf.Config, prefix 
 	}
 	_, err := cs.CoreV1().Pods(suite.lab.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	check(t, err)
-	t.Cleanup(func() {
-		_ = cs.CoreV1().Pods(suite.lab.Namespace).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-	})
 	wait, cancel := context.WithTimeout(ctx, podReadyBound)
 	defer cancel()
 	check(t, kube.WaitForPodReady(wait, cs, suite.lab.Namespace, name))
 	return name
+}
+
+// deleteProbePod deletes a pod runProbePod made, if any.
+func deleteProbePod(ctx context.Context, t *testing.T, cfg *envconf.Config, name string) {
+	if name == "" {
+		return
+	}
+	if err := clientset(t, cfg).CoreV1().Pods(suite.lab.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Logf("deleting probe pod %s: %v", name, err)
+	}
 }
 
 // podsOf lists the pods a selector of the lab selects.

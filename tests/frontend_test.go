@@ -199,6 +199,7 @@ func TestScaleToTen(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			deleteProbePod(ctx, t, cfg, probe)
 			restoreLab(ctx, t, cfg, suite.dbReplicas, suite.frontendReplicas)
 			return ctx
 		}).Test(t)

@@ -232,7 +232,8 @@ func haltWhileUnready(ctx context.Context, t *testing.T, cfg *envconf.Config, po
 		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](1), ServiceName: "halt", PodManagementPolicy: policy,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{probe}, TerminationGracePeriodSeconds: ptr.To[int64](0)}}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{probe}, TerminationGracePeriodSeconds: ptr.To[int64](0),
+					Volumes: []corev1.Volume{{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return err
@@ -265,7 +266,7 @@ func haltWhileUnready(ctx context.Context, t *testing.T, cfg *envconf.Config, po
 		events, _ := rec.Events()
 		return fmt.Errorf("with halt-0 unready, scaling to 2 created halt-1 within %s (policy %s): %v", haltWindow, policy, podorder.NoneCreated(events[len(before):]))
 	}
-	if _, err := podExec(cfg)(ctx, ns, "halt-0", "/probe", "write", "/tmp/ready", "ready"); err != nil {
+	if _, err := podExec(cfg)(ctx, ns, "halt-0", "/probe", "write", "/state/ready", "ready"); err != nil {
 		return err
 	}
 	if _, err := rec.WaitFor(wait, "halt-1", podorder.Created); err != nil {
@@ -364,6 +365,7 @@ func TestFixedDNS(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			deleteProbePod(ctx, t, cfg, probe)
 			restoreLab(ctx, t, cfg, suite.dbReplicas, suite.frontendReplicas)
 			return ctx
 		}).Test(t)

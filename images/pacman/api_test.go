@@ -303,3 +303,11 @@ func TestDatabaseAwayAndBack(t *testing.T) {
 		t.Fatalf("after the database came back the scores are %v, want blinky's (and not sue's)", scores)
 	}
 }
+
+func TestShutdownDelay(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 3 * time.Second, "bad": 3 * time.Second, "0s": 0, "500ms": 500 * time.Millisecond} {
+		if got := shutdownDelay(in); got != want {
+			t.Errorf("shutdownDelay(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -45,6 +45,13 @@ func main() {
 	defer stop()
 	go func() {
 		<-ctx.Done()
+		// Keep serving while the pod's removal from its Services' endpoints
+		// reaches kube-proxy and the ingress controller (which re-reads
+		// endpoints at most every 2 s), so no request lands on a closed port.
+		if d := shutdownDelay(os.Getenv("SHUTDOWN_DELAY")); d > 0 {
+			log.Info("terminating: serving on while endpoints are updated", "for", d)
+			time.Sleep(d)
+		}
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(shutdown)
@@ -55,6 +62,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pacman:", err)
 		os.Exit(1)
 	}
+}
+
+// shutdownDelay is SHUTDOWN_DELAY (a Go duration), 3 s when unset or bad.
+func shutdownDelay(v string) time.Duration {
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return d
+	}
+	return 3 * time.Second
 }
 
 // staticFiles is the page and its assets.
