@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -118,10 +119,31 @@ func (f *behaviourFeature) Assess(desc string, fn features.Func) *behaviourFeatu
 	return f
 }
 
-// Teardown puts back what the feature changed.
+// Teardown puts back what the feature changed; what it could not put back
+// (reported with errorf) is a failed assessment of the feature's verdict,
+// as the features after it may fail for it.
 func (f *behaviourFeature) Teardown(fn features.Func) *behaviourFeature {
-	f.b = f.b.Teardown(fn)
+	f.b = f.b.Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		failures.Delete(t)
+		ctx = fn(ctx, t, cfg)
+		if msg, ok := failures.Load(t); ok {
+			results.Assessed(f.name, verdict.Assessment{Name: "teardown: the lab is put back as its manifests have it", Status: verdict.Failed, Message: msg.(string)})
+			t.Logf("VERDICT %s: teardown: %s", f.name, msg)
+		}
+		return ctx
+	})
 	return f
+}
+
+// errorf reports what a teardown could not put back, and goes on.
+func errorf(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if old, ok := failures.Load(t); ok {
+		msg = old.(string) + "; " + msg
+	}
+	failures.Store(t, msg)
+	t.Error(fmt.Sprintf(format, args...))
 }
 
 // figure records a measured figure of the feature and prints it.
@@ -399,7 +421,10 @@ func runProbePod(ctx context.Context, t *testing.T, cfg *envconf.Config, prefix 
 	check(t, err)
 	wait, cancel := context.WithTimeout(ctx, podReadyBound)
 	defer cancel()
-	check(t, kube.WaitForPodReady(wait, cs, suite.lab.Namespace, name))
+	if err := kube.WaitForPodReady(wait, cs, suite.lab.Namespace, name); err != nil {
+		deleteProbePod(context.Background(), t, cfg, name)
+		fatalf(t, "probe pod %s not Ready within %s: %v", name, podReadyBound, err)
+	}
 	return name
 }
 
@@ -434,10 +459,10 @@ func restoreLab(ctx context.Context, t *testing.T, cfg *envconf.Config, n, m int
 	t.Helper()
 	cs := clientset(t, cfg)
 	if err := scaleStatefulSet(ctx, cs, n, podReadyBound); err != nil {
-		t.Errorf("putting the lab back: StatefulSet %s at %d: %v", suite.lab.Database, n, err)
+		errorf(t, "putting the lab back: StatefulSet %s at %d: %v", suite.lab.Database, n, err)
 	}
 	if err := scaleDeployment(ctx, cs, m, podReadyBound); err != nil {
-		t.Errorf("putting the lab back: Deployment %s at %d: %v", suite.lab.Frontend, m, err)
+		errorf(t, "putting the lab back: Deployment %s at %d: %v", suite.lab.Frontend, m, err)
 	}
 }
 
@@ -461,4 +486,34 @@ func scaleDeployment(ctx context.Context, cs kubernetes.Interface, n int32, boun
 		return fmt.Errorf("within %s: %w", bound, err)
 	}
 	return nil
+}
+
+// deleteExtraClaims deletes the database's claims for ordinals the lab's
+// manifests do not ask for (a feature scaled past them), and waits, within
+// a minute, until they are gone.
+func deleteExtraClaims(ctx context.Context, t *testing.T, cfg *envconf.Config) {
+	t.Helper()
+	cs := clientset(t, cfg)
+	sts, err := cs.AppsV1().StatefulSets(suite.lab.Namespace).Get(ctx, suite.lab.Database, metav1.GetOptions{})
+	if err != nil {
+		errorf(t, "putting the lab back: %v", err)
+		return
+	}
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, tpl := range sts.Spec.VolumeClaimTemplates {
+		for i := int(suite.dbReplicas); i < int(suite.dbReplicas)+8; i++ {
+			name := fmt.Sprintf("%s-%s", tpl.Name, dbPod(i))
+			err := cs.CoreV1().PersistentVolumeClaims(suite.lab.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			if err == nil {
+				err = kube.WaitGone(wait, kube.ListWatch(cs.CoreV1().RESTClient(), "persistentvolumeclaims", suite.lab.Namespace, name), &corev1.PersistentVolumeClaim{})
+			}
+			if err != nil {
+				errorf(t, "putting the lab back: claim %s (within 1m): %v", name, err)
+			}
+		}
+	}
 }

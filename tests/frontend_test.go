@@ -7,6 +7,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -122,7 +124,7 @@ func TestScaleToTen(t *testing.T) {
 				if store != nil {
 					got = ready()
 				}
-				fatalf(t, "Service %s has %d ready endpoints, want %d: %v", suite.lab.Frontend, got, frontendScale, err)
+				scaleFail(ctx, t, cfg, fmt.Sprintf("Service %s has %d ready endpoints, want %d: %v", suite.lab.Frontend, got, frontendScale, err))
 			}
 			return ctx
 		}).
@@ -185,17 +187,27 @@ func TestScaleToTen(t *testing.T) {
 				fatalf(t, "the Deployment never reached %d", frontendScale)
 			}
 			cs := clientset(t, cfg)
-			wait, cancel := context.WithDeadline(ctx, scaledAt.Add(scaleHold))
+			hold, cancel := context.WithDeadline(ctx, scaledAt.Add(scaleHold))
 			defer cancel()
-			_, err := watchtools.UntilWithSync(wait, kube.ListWatch(cs.AppsV1().RESTClient(), "deployments", suite.lab.Namespace, suite.lab.Frontend), &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
+			_, err := watchtools.UntilWithSync(hold, kube.ListWatch(cs.AppsV1().RESTClient(), "deployments", suite.lab.Namespace, suite.lab.Frontend), &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
 				if d, ok := ev.Object.(*appsv1.Deployment); ok && ptr.Deref(d.Spec.Replicas, 1) != frontendScale {
 					return false, fmt.Errorf("Deployment %s was set back to %d replicas by %s", d.Name, ptr.Deref(d.Spec.Replicas, 1), replicasManager(d))
 				}
 				return false, nil
 			})
-			if err != nil && wait.Err() == nil {
+			// Only the end of the hold is a success; any other error (a
+			// replica change, a closed watch) fails.
+			if err != nil && !(hold.Err() != nil && (wait.Interrupted(err) || errors.Is(err, context.DeadlineExceeded))) {
 				scaleFail(ctx, t, cfg, err.Error())
 			}
+			// The hold may have ended before this assessment began (the ones
+			// before took longer): the Deployment is then read once more.
+			d, err := cs.AppsV1().Deployments(suite.lab.Namespace).Get(ctx, suite.lab.Frontend, metav1.GetOptions{})
+			check(t, err)
+			if r := ptr.Deref(d.Spec.Replicas, 1); r != frontendScale {
+				scaleFail(ctx, t, cfg, fmt.Sprintf("%s after the scale to %d, Deployment %s was set back to %d replicas by %s", time.Since(scaledAt).Round(time.Second), frontendScale, d.Name, r, replicasManager(d)))
+			}
+			f.figure(t, "scale held for", time.Since(scaledAt).Round(time.Second))
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {

@@ -227,7 +227,10 @@ func readLab(dir string) error {
 	ns := ""
 	suite.dbReplicas, suite.frontendReplicas = 1, 1
 	for _, o := range objs {
-		replicas, found, _ := unstructured.NestedInt64(o.Object, "spec", "replicas")
+		replicas, found, err := unstructured.NestedInt64(o.Object, "spec", "replicas")
+		if err != nil {
+			return fmt.Errorf("--lab-dir %s: %s %s: %w", dir, o.GetKind(), o.GetName(), err)
+		}
 		switch {
 		case o.GetKind() == "StatefulSet" && o.GetName() == "mongo":
 			ns = o.GetNamespace()

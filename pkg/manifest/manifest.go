@@ -5,6 +5,7 @@ package manifest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -105,19 +106,29 @@ func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var out []*unstructured.Unstructured
 	for {
-		obj := map[string]any{}
-		if err := dec.Decode(&obj); err != nil {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
 				return out, nil
 			}
 			return nil, err
 		}
+		obj := map[string]any{}
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return nil, err
+		}
 		if len(obj) == 0 {
 			continue
 		}
-		u := &unstructured.Unstructured{Object: obj}
-		if u.GetKind() == "" || u.GetAPIVersion() == "" {
+		if u := (&unstructured.Unstructured{Object: obj}); u.GetKind() == "" || u.GetAPIVersion() == "" {
 			return nil, fmt.Errorf("object %q has no kind or apiVersion", u.GetName())
+		}
+		// Decoded again by the API machinery's own JSON scheme, so that
+		// numbers are int64 (as NestedInt64 and the typed converters
+		// expect), not encoding/json's float64.
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(raw); err != nil {
+			return nil, err
 		}
 		out = append(out, u)
 	}

@@ -3,6 +3,8 @@ package manifest
 import (
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,4 +49,20 @@ func TestOverlayReplacesAndAdds(t *testing.T) {
 	assert.Contains(t, index, "Job.batch/pacman/mongo-rs-init", "added")
 	assert.Contains(t, index, "Ingress.networking.k8s.io/pacman/pacman-ingress", "kept from the base")
 	assert.Len(t, over, len(base)+2, "a Secret and a Job added, the rest replaced or kept")
+}
+
+// Numbers must come out as int64, as the API machinery decodes them: the
+// suite reads spec.replicas with NestedInt64, which refuses float64.
+func TestDecodeNumbersAreIntegers(t *testing.T) {
+	objs, err := Decode([]byte("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: mongo}\nspec: {replicas: 2}\n"))
+	require.NoError(t, err)
+	replicas, found, err := unstructured.NestedInt64(objs[0].Object, "spec", "replicas")
+	require.NoError(t, err)
+	assert.True(t, found)
+	assert.Equal(t, int64(2), replicas)
+}
+
+func TestDecodeRefusesObjectsWithoutKind(t *testing.T) {
+	_, err := Decode([]byte("apiVersion: v1\nmetadata: {name: nameless}\n"))
+	assert.ErrorContains(t, err, `object "nameless" has no kind or apiVersion`)
 }
