@@ -39,8 +39,12 @@ func TestHighScoresSurvive(t *testing.T) {
 		if len(missing) == 0 {
 			return
 		}
+		failure := fmt.Sprintf("%s, the game lists %d of %d acknowledged scores", when, len(names)-len(missing), len(names))
+		if err != nil {
+			failure += fmt.Sprintf(" (its last answer: %v)", err)
+		}
 		l := liveLab(ctx, t, cfg)
-		fatalf(t, "%s", labcheck.Explain(fmt.Sprintf("%s, the game lists %d of %d acknowledged scores (last answer: %v)", when, len(names)-len(missing), len(names), err), l.ClaimCause(), l.WriterCause()))
+		fatalf(t, "%s", labcheck.Explain(failure, l.ClaimCause(), l.WriterCause()))
 	}
 	f.Assess(fmt.Sprintf("a batch of %d high scores posted through the game is on mongo-0, and on no other database pod", scoreBatch), func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 		g := openGame(ctx, t, cfg)

@@ -181,26 +181,73 @@ func dbPod(i int) string { return fmt.Sprintf("%s-%d", suite.lab.Database, i) }
 // subresource (as kubectl scale does) and waits, within bound, until it has
 // exactly n pods, all Ready.
 func scaleStatefulSet(ctx context.Context, cs kubernetes.Interface, n int32, bound time.Duration) error {
-	ns, name := suite.lab.Namespace, suite.lab.Database
-	scale, err := cs.AppsV1().StatefulSets(ns).GetScale(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	if err := waitClaimsReusable(ctx, cs, n, bound); err != nil {
 		return err
 	}
-	if scale.Spec.Replicas != n {
-		scale.Spec.Replicas = n
-		if _, err := cs.AppsV1().StatefulSets(ns).UpdateScale(ctx, name, scale, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
+	if err := requestScale(ctx, cs, n); err != nil {
+		return err
 	}
 	return waitStatefulSetAt(ctx, cs, n, bound)
 }
 
-// requestScale only asks for n replicas.
+// waitClaimsReusable waits, within bound, until no claim of the database's
+// ordinals below n is still owned by a pod that is gone. Under whenScaled:
+// Delete a scaled-away pod's claim is handed to that pod and collected
+// after it; while it exists the StatefulSet controller will not create the
+// pod again, and as it does not watch claims, a scale-up asked for
+// meanwhile stalls until some other change to the set (Kubernetes 1.34,
+// PodClaimIsStale in pkg/controller/statefulset). A user scaling by hand
+// would wait for the claims to go too.
+func waitClaimsReusable(ctx context.Context, cs kubernetes.Interface, n int32, bound time.Duration) error {
+	ns := suite.lab.Namespace
+	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, suite.lab.Database, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	wait, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	for _, tpl := range sts.Spec.VolumeClaimTemplates {
+		for i := 0; i < int(n); i++ {
+			name := fmt.Sprintf("%s-%s", tpl.Name, dbPod(i))
+			c, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !ownedByPod(c) {
+				continue
+			}
+			if err := kube.WaitGone(wait, kube.ListWatch(cs.CoreV1().RESTClient(), "persistentvolumeclaims", ns, name), &corev1.PersistentVolumeClaim{}); err != nil {
+				return fmt.Errorf("claim %s, handed to its scaled-away pod for deletion, still exists after %s: %w", name, bound, err)
+			}
+		}
+	}
+	return nil
+}
+
+func ownedByPod(c *corev1.PersistentVolumeClaim) bool {
+	for _, ref := range c.OwnerReferences {
+		if ref.Kind == "Pod" && ref.APIVersion == "v1" {
+			return true
+		}
+	}
+	return false
+}
+
+// requestScale only asks for n replicas of the database.
 func requestScale(ctx context.Context, cs kubernetes.Interface, n int32) error {
 	ns, name := suite.lab.Namespace, suite.lab.Database
-	_, err := cs.AppsV1().StatefulSets(ns).UpdateScale(ctx, name, &autoscalingv1.Scale{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: n}}, metav1.UpdateOptions{})
+	_, err := cs.AppsV1().StatefulSets(ns).UpdateScale(ctx, name, scaleTo(ns, name, n), metav1.UpdateOptions{})
 	return err
+}
+
+// scaleTo is a scale with no resourceVersion: an unconditional update, as
+// kubectl scale makes, so the controllers' own status writes between a
+// read and the update cannot make it conflict.
+func scaleTo(ns, name string, n int32) *autoscalingv1.Scale {
+	return &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: n}}
 }
 
 // waitStatefulSetAt waits until the database StatefulSet has exactly n
@@ -470,15 +517,8 @@ func restoreLab(ctx context.Context, t *testing.T, cfg *envconf.Config, n, m int
 // subresource and waits until they are all available.
 func scaleDeployment(ctx context.Context, cs kubernetes.Interface, n int32, bound time.Duration) error {
 	ns, name := suite.lab.Namespace, suite.lab.Frontend
-	scale, err := cs.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, name, scaleTo(ns, name, n), metav1.UpdateOptions{}); err != nil {
 		return err
-	}
-	if scale.Spec.Replicas != n {
-		scale.Spec.Replicas = n
-		if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, name, scale, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
 	}
 	wait, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()

@@ -155,6 +155,7 @@ func TestOrderedCreation(t *testing.T) {
 		check(t, err)
 		rec, err = podorder.Start(ctx, cs, suite.lab.Namespace, sel.String())
 		check(t, err)
+		check(t, waitClaimsReusable(ctx, cs, 3, podGoneBound))
 		check(t, requestScale(ctx, cs, 2))
 		// Ask for a third pod as soon as mongo-1 exists, while it is not yet
 		// Ready: OrderedReady must hold mongo-2 back until it is.
@@ -265,12 +266,7 @@ func haltWhileUnready(ctx context.Context, t *testing.T, cfg *envconf.Config, po
 		return err
 	}
 	before, _ := rec.Events()
-	scale, err := cs.AppsV1().StatefulSets(ns).GetScale(ctx, "halt", metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	scale.Spec.Replicas = 2
-	if _, err := cs.AppsV1().StatefulSets(ns).UpdateScale(ctx, "halt", scale, metav1.UpdateOptions{}); err != nil {
+	if _, err := cs.AppsV1().StatefulSets(ns).UpdateScale(ctx, "halt", scaleTo(ns, "halt", 2), metav1.UpdateOptions{}); err != nil {
 		return err
 	}
 	window, cancelWindow := context.WithTimeout(ctx, haltWindow)

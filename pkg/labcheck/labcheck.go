@@ -1,6 +1,6 @@
 // Package labcheck finds, in a deployed lab's own objects, why a behaviour
 // the lesson teaches is missing, and says it in the lab's terms ("Service
-// mongo has a cluster IP, so its pods get no DNS records of their own").
+// mongo has a cluster IP, so its name gives that one virtual address ...").
 //
 // The suite's features judge behaviour on the live cluster; when one fails,
 // they ask this package for the cause. An empty cause means the lab's
@@ -122,7 +122,7 @@ func (l *Lab) DNSCause() string {
 		return fmt.Sprintf("StatefulSet %s's serviceName %q names no Service in namespace %s, so its pods get no DNS records of their own", s.Name, name, l.Namespace)
 	}
 	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
-		return fmt.Sprintf("Service %s has a cluster IP (%s), so its pods get no DNS records of their own (it must be headless: clusterIP: None)", name, svc.Spec.ClusterIP)
+		return fmt.Sprintf("Service %s has a cluster IP (%s), so its name gives that one virtual address instead of each pod's, and the DNS specification promises per-pod records only under a headless Service (it must be headless: clusterIP: None)", name, svc.Spec.ClusterIP)
 	}
 	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(s.Spec.Template.Labels)) || len(svc.Spec.Selector) == 0 {
 		return fmt.Sprintf("Service %s selects %v, which the pods of StatefulSet %s (labels %v) do not carry, so they get no DNS records", name, svc.Spec.Selector, s.Name, s.Spec.Template.Labels)
